@@ -1,0 +1,180 @@
+// The incremental decoder (spec §2-§3): preface, then frames, from byte chunks split anywhere.
+// An explicit state machine over buffered chunks; a frame split across reads is the normal case.
+
+import {
+  FRAME_HEADER_LENGTH, FrameType, MAX_STREAM_ID, PREFACE_LENGTH, PREFACE_MAGIC, PROTOCOL_MAJOR_VERSION, frameTypeName,
+} from './constants.js';
+import { WireError } from './errors.js';
+import { checkFrameHeader, type RawFrame } from './frames.js';
+
+export interface DecoderOptions {
+  /** Largest payload accepted; a larger declared length fails before any allocation. */
+  maxFrameSize: number;
+  /** Whether the byte stream starts with the 8-byte preface (true on real connections). */
+  expectPreface?: boolean;
+}
+
+type State = 'preface' | 'header' | 'payload' | 'failed';
+
+export class FrameDecoder {
+  private readonly chunks: Buffer[] = [];
+  private buffered = 0;
+  private state: State;
+  private maxFrameSize: number;
+  private sawHello = false;
+  /** Bytes consumed so far, so errors can name the offset where the stream went wrong. */
+  private offset = 0;
+  private frameStart = 0;
+  private type = 0;
+  private flags = 0;
+  private streamId = 0;
+  private length = 0;
+
+  constructor(options: DecoderOptions) {
+    this.maxFrameSize = options.maxFrameSize;
+    this.state = options.expectPreface === false ? 'header' : 'preface';
+    if (options.expectPreface === false) this.sawHello = true;
+  }
+
+  /** Lowering or raising the limit applies from the next frame header on. */
+  setMaxFrameSize(size: number): void {
+    this.maxFrameSize = size;
+  }
+
+  /** Bytes received but not yet forming a whole frame; at most one header plus one payload. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  get bytesConsumed(): number {
+    return this.offset;
+  }
+
+  /** Feeds bytes; calls `onFrame` for each complete frame. Throws WireError on the first violation and stays failed. */
+  push(chunk: Buffer, onFrame: (frame: RawFrame) => void): void {
+    if (this.state === 'failed') throw new WireError('PROTOCOL_ERROR', 'decoder already failed');
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    try {
+      this.drain(onFrame);
+    } catch (err) {
+      this.state = 'failed';
+      throw err;
+    }
+  }
+
+  private drain(onFrame: (frame: RawFrame) => void): void {
+    for (;;) {
+      switch (this.state) {
+        case 'preface':
+          if (!this.checkPreface()) return;
+          break;
+        case 'header': {
+          if (this.buffered < FRAME_HEADER_LENGTH) return;
+          this.frameStart = this.offset;
+          const h = this.take(FRAME_HEADER_LENGTH);
+          this.length = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
+          this.type = h[3]!;
+          this.flags = h[4]!;
+          // The top bit of the stream id is reserved: ignored on receipt.
+          this.streamId = h.readUInt32BE(5) & MAX_STREAM_ID;
+          if (this.length > this.maxFrameSize) {
+            throw new WireError('FRAME_SIZE_ERROR',
+              `${frameTypeName(this.type)} frame at offset ${this.frameStart} declares ${this.length} bytes, above the ${this.maxFrameSize}-byte limit`);
+          }
+          try {
+            checkFrameHeader(this.type, this.flags, this.streamId, this.length);
+          } catch (err) {
+            throw this.at(err);
+          }
+          if (!this.sawHello && this.type !== FrameType.HELLO) {
+            throw new WireError('PROTOCOL_ERROR', `the first frame must be HELLO, got ${frameTypeName(this.type)} at offset ${this.frameStart}`);
+          }
+          if (this.type === FrameType.HELLO) {
+            if (this.sawHello) throw new WireError('PROTOCOL_ERROR', `second HELLO at offset ${this.frameStart}: settings are fixed for the connection`);
+            this.sawHello = true;
+          }
+          this.state = 'payload';
+          break;
+        }
+        case 'payload': {
+          if (this.buffered < this.length) return;
+          const payload = this.take(this.length);
+          this.state = 'header';
+          onFrame({ type: this.type, flags: this.flags, streamId: this.streamId, payload });
+          break;
+        }
+        case 'failed':
+          return;
+      }
+    }
+  }
+
+  private checkPreface(): boolean {
+    // Compare byte by byte as they arrive, so a wrong protocol fails at its first wrong byte.
+    const have = Math.min(this.buffered, PREFACE_LENGTH);
+    const head = this.peek(have);
+    for (let i = 0; i < Math.min(have, PREFACE_MAGIC.length); i++) {
+      if (head[i] !== PREFACE_MAGIC[i]) {
+        throw new WireError('BAD_PREFACE',
+          `byte ${i} of the preface is 0x${head[i]!.toString(16).padStart(2, '0')}, expected 0x${PREFACE_MAGIC[i]!.toString(16).padStart(2, '0')}: the peer does not speak dfs wire`);
+      }
+    }
+    if (have < PREFACE_LENGTH) return false;
+    const version = head[PREFACE_MAGIC.length]!;
+    if (version !== PROTOCOL_MAJOR_VERSION) {
+      throw new WireError('VERSION_MISMATCH', `peer speaks dfs wire major version ${version}, this side speaks ${PROTOCOL_MAJOR_VERSION}`);
+    }
+    this.take(PREFACE_LENGTH);
+    this.state = 'header';
+    return true;
+  }
+
+  private at(err: unknown): unknown {
+    if (err instanceof WireError) {
+      return new WireError(err.code, `${err.message} (frame at offset ${this.frameStart})`, err.streamId);
+    }
+    return err;
+  }
+
+  /** Returns the first n buffered bytes without consuming them. */
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    return Buffer.concat(this.chunks, this.buffered).subarray(0, n);
+  }
+
+  /** Consumes n buffered bytes: a slice when they sit in one chunk, one copy when they span several. */
+  private take(n: number): Buffer {
+    this.buffered -= n;
+    this.offset += n;
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.chunks.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const c = this.chunks[0]!;
+      const want = n - at;
+      if (c.length <= want) {
+        c.copy(out, at);
+        at += c.length;
+        this.chunks.shift();
+      } else {
+        c.copy(out, at, 0, want);
+        this.chunks[0] = c.subarray(want);
+        at += want;
+      }
+    }
+    return out;
+  }
+}
