@@ -1,0 +1,672 @@
+// A dfs wire connection over any duplex byte stream (net, tls, in-memory): preface and HELLO,
+// stream multiplexing with credit, PING, idle timeout, two-phase GOAWAY and the local limits.
+// The socket reader never waits on a stream: a slow stream only stops getting credit.
+
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import {
+  DEFAULT_SETTINGS, Flag, FrameType, HelloExtension, MAX_STREAM_ID, MAX_WINDOW,
+  isKnownFrameType, type Settings,
+} from '../wire/constants.js';
+import { DfsError, WireError, type ErrorCode } from '../wire/errors.js';
+import { FrameDecoder } from '../wire/decoder.js';
+import {
+  encodeCredit, encodeFrameHeader, encodeGoAway, encodeHello, encodeOpen, encodePing, encodePong, encodePreface,
+  encodeReply, encodeReset, parseCredit, parseGoAway, parseHello, parseOpen, parseReset, resolveSettings,
+  type GoAway, type RawFrame,
+} from '../wire/frames.js';
+import { DEFAULT_LIMITS, RateCounter, type Limits } from './limits.js';
+import { WireStream, type StreamHost } from './stream.js';
+
+export type Role = 'client' | 'server';
+
+export interface ConnectionOptions {
+  /** Clients open odd stream ids, servers even ones. */
+  role: Role;
+  /** What this side announces in HELLO; unspecified settings take the spec's defaults. */
+  settings?: Partial<Settings>;
+  limits?: Partial<Limits>;
+  /** Implementation name sent in HELLO, for the peer's logs. */
+  agent?: string;
+  /** A label for error messages, such as the peer's address. */
+  peerLabel?: string;
+}
+
+interface PendingPing {
+  resolve: (rttMs: number) => void;
+  reject: (err: Error) => void;
+  sentAt: bigint;
+}
+
+/** Frames waiting for the socket: control frames first, then DATA in round-robin across streams. */
+export class Connection extends EventEmitter implements StreamHost {
+  readonly role: Role;
+  readonly localSettings: Settings;
+  /** The peer's settings; the defaults until its HELLO arrives. */
+  peerSettings: Settings = { ...DEFAULT_SETTINGS };
+  readonly limits: Limits;
+  readonly peerLabel: string;
+  /** The peer's agent name from its HELLO. */
+  peerAgent = '';
+  /** Resolves once the peer's HELLO has arrived; rejects if the connection fails first. */
+  readonly ready: Promise<void>;
+
+  private readonly socket: Duplex;
+  private readonly decoder: FrameDecoder;
+  private readonly streams = new Map<number, WireStream>();
+  private nextLocalId: number;
+  private lastPeerId = 0;
+  private peerOpenCount = 0;
+  private localOpenCount = 0;
+  private readonly waitingToOpen: WireStream[] = [];
+  private helloReceived = false;
+  private resolveReady!: () => void;
+  private rejectReady!: (err: Error) => void;
+
+  private sendWindow = DEFAULT_SETTINGS.connectionWindow;
+  private recvWindow: number;
+  private consumedSinceGrant = 0;
+
+  private readonly control: Buffer[] = [];
+  private readonly sendable: WireStream[] = [];
+  private readonly inSendable = new Set<WireStream>();
+  private flushScheduled = false;
+  private socketBlocked = false;
+
+  private readonly pings = new Map<string, PendingPing>();
+  private lastFrameAt = Date.now();
+  private idleTimer: NodeJS.Timeout | null = null;
+  private helloTimer: NodeJS.Timeout | null = null;
+
+  /** GOAWAY this side sent: streams the peer opens above this id are ignored. */
+  private goAwaySentId = MAX_STREAM_ID;
+  private goingAway = false;
+  /** GOAWAY the peer sent. */
+  peerGoAway: GoAway | null = null;
+  private closed = false;
+  private closeError: Error | null = null;
+  private drainWaiters: (() => void)[] = [];
+
+  private readonly rates: Record<'ping' | 'reset' | 'rapidReset' | 'empty' | 'control', RateCounter>;
+
+  constructor(socket: Duplex, options: ConnectionOptions) {
+    super();
+    this.socket = socket;
+    this.role = options.role;
+    this.localSettings = resolveSettings(options.settings ?? {});
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.peerLabel = options.peerLabel ?? 'peer';
+    this.nextLocalId = this.role === 'client' ? 1 : 2;
+    this.recvWindow = this.localSettings.connectionWindow;
+    this.decoder = new FrameDecoder({ maxFrameSize: this.localSettings.maxFrameSize, expectPreface: true });
+    this.rates = {
+      ping: new RateCounter(this.limits.pingsPerSecond),
+      reset: new RateCounter(this.limits.resetsPerSecond),
+      rapidReset: new RateCounter(this.limits.rapidResetsPerSecond),
+      empty: new RateCounter(this.limits.emptyFramesPerSecond),
+      control: new RateCounter(this.limits.controlFramesPerSecond),
+    };
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    // Nobody may be awaiting `ready`; the failure is reported through 'close' as well.
+    this.ready.catch(() => {});
+
+    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
+    socket.on('error', (err: Error) => this.destroy(new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} failed: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.destroy(new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} closed`)));
+    socket.on('end', () => this.destroy(new DfsError('CONNECTION_CLOSED', `${this.peerLabel} ended the connection`)));
+    socket.on('drain', () => {
+      this.socketBlocked = false;
+      this.flush();
+    });
+
+    const extensions: [number, Buffer][] = options.agent ? [[HelloExtension.AGENT, Buffer.from(options.agent, 'utf8')]] : [];
+    this.control.push(encodePreface(), encodeHello(this.changedSettings(), extensions));
+    this.scheduleFlush();
+    this.helloTimer = setTimeout(() => {
+      if (!this.helloReceived) this.fail('PROTOCOL_ERROR', `no HELLO from ${this.peerLabel} within ${this.limits.helloTimeoutMs} ms`);
+    }, this.limits.helloTimeoutMs);
+    this.helloTimer.unref?.();
+  }
+
+  /** Settings that differ from the defaults; the rest need not be sent. */
+  private changedSettings(): Partial<Settings> {
+    const out: Partial<Settings> = {};
+    for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
+      if (this.localSettings[key] !== DEFAULT_SETTINGS[key]) out[key] = this.localSettings[key];
+    }
+    return out;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Whether new streams may be opened: not closed, and neither side is going away. */
+  get isUsable(): boolean {
+    return !this.closed && !this.goingAway && this.peerGoAway === null;
+  }
+
+  get activeStreams(): number {
+    return this.streams.size + this.waitingToOpen.length;
+  }
+
+  // ---- Opening streams ----
+
+  /**
+   * Opens a stream for an operation. The OPEN is sent once the peer's HELLO is in and the peer's
+   * concurrency limit has room; until then the stream waits, in order.
+   */
+  openStream(op: number, opVersion: number, header: Buffer, options: { endStream?: boolean } = {}): WireStream {
+    if (this.closed) throw this.closeError ?? new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} is closed`);
+    if (!this.isUsable) throw new DfsError('REFUSED_STREAM', `connection to ${this.peerLabel} is going away; open the stream on a new connection`);
+    if (4 + header.length > this.peerSettings.maxHeaderSize) {
+      throw new DfsError('HEADER_TOO_LARGE', `request header of ${4 + header.length} bytes exceeds ${this.peerLabel}'s limit of ${this.peerSettings.maxHeaderSize}`);
+    }
+    const stream = new WireStream(this, {
+      local: true, op, opVersion, header,
+      sendWindow: this.peerSettings.streamWindow,
+      recvWindow: this.localSettings.streamWindow,
+    });
+    if (options.endStream) {
+      stream.endOnOpen = true;
+      stream.end();
+    }
+    this.waitingToOpen.push(stream);
+    this.openWaiting();
+    return stream;
+  }
+
+  private openWaiting(): void {
+    if (!this.helloReceived || this.closed) return;
+    while (this.waitingToOpen.length > 0 && this.localOpenCount < this.peerSettings.maxConcurrentStreams) {
+      const stream = this.waitingToOpen.shift()!;
+      if (stream.destroyed) continue;
+      if (this.nextLocalId > MAX_STREAM_ID) {
+        stream.onClosed(new DfsError('REFUSED_STREAM', 'stream ids exhausted on this connection; open a new one'));
+        continue;
+      }
+      stream.id = this.nextLocalId;
+      this.nextLocalId += 2;
+      stream.state = 'open';
+      // Streams opened before HELLO were sized with default windows; use the peer's real ones.
+      stream.sendWindow = this.peerSettings.streamWindow;
+      this.streams.set(stream.id, stream);
+      this.localOpenCount++;
+      // A request without a body carries END_STREAM on the OPEN itself.
+      this.control.push(encodeOpen(stream.id, stream.op, stream.opVersion, stream.header, stream.endOnOpen));
+      if (stream.endOnOpen) stream.onEndSent();
+      else this.markSendable(stream);
+    }
+    this.scheduleFlush();
+  }
+
+  // ---- StreamHost ----
+
+  markSendable(stream: WireStream): void {
+    if (stream.state === 'pending' || this.inSendable.has(stream)) return;
+    this.inSendable.add(stream);
+    this.sendable.push(stream);
+    this.scheduleFlush();
+  }
+
+  consumed(bytes: number): void {
+    if (this.closed) return;
+    this.consumedSinceGrant += bytes;
+    if (this.consumedSinceGrant >= this.localSettings.connectionWindow / 2) {
+      const increment = Math.min(this.consumedSinceGrant, MAX_WINDOW);
+      this.consumedSinceGrant -= increment;
+      this.recvWindow += increment;
+      this.control.push(encodeCredit(0, increment));
+      this.scheduleFlush();
+    }
+  }
+
+  sendStreamCredit(stream: WireStream, increment: number): void {
+    if (this.closed || stream.id === 0 || !this.streams.has(stream.id)) return;
+    this.control.push(encodeCredit(stream.id, increment));
+    this.scheduleFlush();
+  }
+
+  resetStream(stream: WireStream, code: ErrorCode, reason: string): void {
+    if (stream.id === 0) {
+      // Never sent: nothing on the wire to reset.
+      const i = this.waitingToOpen.indexOf(stream);
+      if (i >= 0) this.waitingToOpen.splice(i, 1);
+      return;
+    }
+    if (!this.closed) {
+      this.control.push(encodeReset(stream.id, code, stream.sentBytes, reason));
+      this.scheduleFlush();
+    }
+    this.forget(stream);
+  }
+
+  streamDone(stream: WireStream): void {
+    this.forget(stream);
+  }
+
+  private forget(stream: WireStream): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    if (stream.local) this.localOpenCount--;
+    else this.peerOpenCount--;
+    this.openWaiting();
+    if (this.streams.size === 0) {
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  // ---- Writing ----
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    process.nextTick(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Writes control frames, then DATA round-robin while credit and the socket allow. */
+  private flush(): void {
+    if (this.closed) return;
+    const socket = this.socket;
+    const budget = 256 * 1024;
+    socket.cork();
+    try {
+      while (this.control.length > 0) {
+        if (socket.write(this.control.shift()!) === false) this.socketBlocked = true;
+      }
+      while (this.sendable.length > 0 && !this.socketBlocked && socket.writableLength < budget) {
+        const stream = this.sendable.shift()!;
+        this.inSendable.delete(stream);
+        if (!stream.hasSendable()) continue; // waits for its own credit, or for the application
+        // An END_STREAM without data needs no credit, so takeData may succeed with a zero window.
+        const piece = stream.takeData(Math.min(this.sendWindow, this.peerSettings.maxFrameSize));
+        if (piece === null) {
+          // The connection window is spent: keep this stream first in line for the next CREDIT.
+          this.inSendable.add(stream);
+          this.sendable.unshift(stream);
+          break;
+        }
+        this.sendWindow -= piece.data.length;
+        socket.write(encodeFrameHeader(FrameType.DATA, piece.end ? Flag.END_STREAM : 0, stream.id, piece.data.length));
+        if (piece.data.length > 0 && socket.write(piece.data) === false) this.socketBlocked = true;
+        if (piece.end) stream.onEndSent();
+        else if (stream.hasSendable()) this.markSendable(stream);
+      }
+    } finally {
+      socket.uncork();
+    }
+    if (socket.writableLength > this.limits.maxBufferedOutput) {
+      this.destroy(new DfsError('CONNECTION_CLOSED', `${this.peerLabel} is not reading: ${socket.writableLength} bytes queued`));
+      return;
+    }
+    if (socket.writableLength >= budget) this.socketBlocked = true;
+  }
+
+  // ---- Reading ----
+
+  private onSocketData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastFrameAt = Date.now();
+    try {
+      this.decoder.push(chunk, (frame) => this.onFrame(frame));
+    } catch (err) {
+      if (err instanceof WireError) this.fail(err.code, err.message);
+      else this.fail('INTERNAL_ERROR', `while handling a frame from ${this.peerLabel}: ${(err as Error).message}`);
+    }
+  }
+
+  private onFrame(frame: RawFrame): void {
+    if (this.closed) return;
+    const { type } = frame;
+    if (type !== FrameType.OPEN && type !== FrameType.REPLY && type !== FrameType.DATA) {
+      if (!this.rates.control.hit()) throw new WireError('RATE_LIMITED', `more than ${this.limits.controlFramesPerSecond} control frames per second`);
+    }
+    switch (type) {
+      case FrameType.HELLO: return this.onHello(frame);
+      case FrameType.OPEN: return this.onOpen(frame);
+      case FrameType.REPLY: return this.onReply(frame);
+      case FrameType.DATA: return this.onData(frame);
+      case FrameType.CREDIT: return this.onCredit(frame);
+      case FrameType.RESET: return this.onReset(frame);
+      case FrameType.PING: return this.onPing(frame);
+      case FrameType.PONG: return this.onPong(frame);
+      case FrameType.GOAWAY: return this.onGoAway(frame);
+      default:
+        // Unknown and grease types are skipped, but cost the peer like any empty frame.
+        if (!isKnownFrameType(type) && !this.rates.empty.hit()) {
+          throw new WireError('RATE_LIMITED', `more than ${this.limits.emptyFramesPerSecond} empty or unknown frames per second`);
+        }
+    }
+  }
+
+  private onHello(frame: RawFrame): void {
+    const hello = parseHello(frame.payload);
+    this.peerSettings = resolveSettings(hello.settings);
+    this.peerAgent = hello.extensions.get(HelloExtension.AGENT)?.toString('utf8') ?? '';
+    this.sendWindow = this.peerSettings.connectionWindow;
+    this.helloReceived = true;
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.startIdleTimer();
+    this.resolveReady();
+    this.emit('ready');
+    this.openWaiting();
+  }
+
+  private isPeerId(id: number): boolean {
+    return (id % 2 === 1) === (this.role === 'server');
+  }
+
+  /** Whether a stream id was ever opened (by either side), so frames for it are late, not bogus. */
+  private wasOpened(id: number): boolean {
+    return this.isPeerId(id) ? id <= this.lastPeerId : id < this.nextLocalId;
+  }
+
+  private onOpen(frame: RawFrame): void {
+    const id = frame.streamId;
+    if (!this.isPeerId(id)) throw new WireError('PROTOCOL_ERROR', `OPEN on stream ${id}: ${this.role === 'server' ? 'clients open odd' : 'servers open even'} ids`);
+    if (id <= this.lastPeerId) throw new WireError('PROTOCOL_ERROR', `OPEN on stream ${id}, not above the last opened stream ${this.lastPeerId}`);
+    this.lastPeerId = id;
+    // After our GOAWAY, streams above its id are ignored: the peer knows they were never processed.
+    if (id > this.goAwaySentId) return;
+    const endStream = (frame.flags & Flag.END_STREAM) !== 0;
+    if (frame.payload.length > this.localSettings.maxHeaderSize) {
+      this.control.push(encodeReset(id, 'HEADER_TOO_LARGE', 0,
+        `OPEN header of ${frame.payload.length} bytes exceeds the ${this.localSettings.maxHeaderSize}-byte limit`));
+      this.scheduleFlush();
+      return;
+    }
+    if (this.peerOpenCount >= this.localSettings.maxConcurrentStreams) {
+      this.control.push(encodeReset(id, 'REFUSED_STREAM', 0,
+        `more than ${this.localSettings.maxConcurrentStreams} concurrent streams; not processed, retry later`));
+      this.scheduleFlush();
+      return;
+    }
+    const open = parseOpen(frame.payload, id);
+    const stream = new WireStream(this, {
+      local: false, op: open.op, opVersion: open.opVersion, header: open.header,
+      sendWindow: this.peerSettings.streamWindow,
+      recvWindow: this.localSettings.streamWindow,
+    });
+    stream.id = id;
+    stream.state = 'open';
+    this.streams.set(id, stream);
+    this.peerOpenCount++;
+    if (endStream) stream.onRemoteEnd();
+    this.emit('stream', stream);
+  }
+
+  sendReply(stream: WireStream, header: Buffer, endStream: boolean): void {
+    if (stream.local) throw new DfsError('PROTOCOL_ERROR', 'only the side that accepted a stream replies on it');
+    if (stream.replied) throw new DfsError('PROTOCOL_ERROR', `stream ${stream.id} already replied`);
+    if (stream.state === 'closed' || stream.isSendClosed) throw new DfsError('STREAM_CLOSED', `stream ${stream.id} is closed`);
+    if (header.length > this.peerSettings.maxHeaderSize) {
+      throw new DfsError('HEADER_TOO_LARGE', `reply header of ${header.length} bytes exceeds ${this.peerLabel}'s limit of ${this.peerSettings.maxHeaderSize}`);
+    }
+    stream.replied = true;
+    this.control.push(encodeReply(stream.id, header, endStream));
+    if (endStream) {
+      stream.endOnOpen = true;
+      stream.onEndSent();
+      stream.end();
+    }
+    this.scheduleFlush();
+  }
+
+  private onReply(frame: RawFrame): void {
+    const stream = this.streamFor(frame, 'REPLY');
+    if (!stream) return;
+    if (!stream.local) return this.resetFromPeerError(stream, 'PROTOCOL_ERROR', `REPLY on stream ${stream.id}, which the peer opened`);
+    if (stream.replyHeader) return this.resetFromPeerError(stream, 'PROTOCOL_ERROR', `second REPLY on stream ${stream.id}`);
+    if (stream.isRemoteEnded) return this.resetFromPeerError(stream, 'STREAM_CLOSED', `REPLY on stream ${stream.id} after its END_STREAM`);
+    if (frame.payload.length > this.localSettings.maxHeaderSize) {
+      return this.resetFromPeerError(stream, 'HEADER_TOO_LARGE', `REPLY header of ${frame.payload.length} bytes exceeds the ${this.localSettings.maxHeaderSize}-byte limit`);
+    }
+    stream.onReply(frame.payload);
+    if (frame.flags & Flag.END_STREAM) stream.onRemoteEnd();
+  }
+
+  private onData(frame: RawFrame): void {
+    const n = frame.payload.length;
+    const end = (frame.flags & Flag.END_STREAM) !== 0;
+    if (n > this.recvWindow) {
+      throw new WireError('FLOW_CONTROL_ERROR', `DATA of ${n} bytes on stream ${frame.streamId} exceeds the connection window of ${this.recvWindow}`);
+    }
+    this.recvWindow -= n;
+    if (n === 0 && !end && !this.rates.empty.hit()) {
+      throw new WireError('RATE_LIMITED', `more than ${this.limits.emptyFramesPerSecond} empty or unknown frames per second`);
+    }
+    const stream = this.streamFor(frame, 'DATA');
+    if (!stream) {
+      // Late DATA for a closed stream is still charged, and its credit returned at once.
+      this.consumed(n);
+      return;
+    }
+    if (stream.local && !stream.replyHeader) {
+      this.consumed(n);
+      return this.resetFromPeerError(stream, 'PROTOCOL_ERROR', `DATA on stream ${stream.id} before its REPLY`);
+    }
+    if (stream.isRemoteEnded) {
+      this.consumed(n);
+      return this.resetFromPeerError(stream, 'STREAM_CLOSED', `DATA on stream ${stream.id} after its END_STREAM`);
+    }
+    if (n > stream.recvWindow) {
+      this.consumed(n);
+      return this.resetFromPeerError(stream, 'FLOW_CONTROL_ERROR', `DATA of ${n} bytes on stream ${stream.id} exceeds its window of ${stream.recvWindow}`);
+    }
+    stream.onData(frame.payload, end);
+  }
+
+  private onCredit(frame: RawFrame): void {
+    const increment = parseCredit(frame.payload, frame.streamId);
+    if (frame.streamId === 0) {
+      if (this.sendWindow + increment > MAX_WINDOW) {
+        throw new WireError('FLOW_CONTROL_ERROR', `CREDIT of ${increment} overflows the connection window of ${this.sendWindow}`);
+      }
+      this.sendWindow += increment;
+      if (this.sendable.length > 0) this.scheduleFlush();
+      return;
+    }
+    const stream = this.streamFor(frame, 'CREDIT');
+    if (!stream) return;
+    if (!stream.addSendCredit(increment)) {
+      this.resetFromPeerError(stream, 'FLOW_CONTROL_ERROR', `CREDIT of ${increment} overflows the window of stream ${stream.id}`);
+    }
+  }
+
+  private onReset(frame: RawFrame): void {
+    if (!this.rates.reset.hit()) throw new WireError('RATE_LIMITED', `more than ${this.limits.resetsPerSecond} RESET frames per second`);
+    const reset = parseReset(frame.payload, frame.streamId);
+    const stream = this.streamFor(frame, 'RESET');
+    if (!stream) return;
+    if (reset.finalSize !== stream.receivedBytes) {
+      throw new WireError('PROTOCOL_ERROR', `RESET on stream ${stream.id} gives final size ${reset.finalSize}, but ${stream.receivedBytes} bytes arrived`);
+    }
+    if (!stream.local && !stream.replied && !this.rates.rapidReset.hit()) {
+      throw new WireError('RATE_LIMITED', `more than ${this.limits.rapidResetsPerSecond} streams opened and reset before a reply, per second`);
+    }
+    this.forget(stream);
+    if (reset.code === 'NO_ERROR' && stream.isRemoteEnded) {
+      stream.onClosed(null);
+    } else {
+      const why = reset.reason || `stream reset by ${this.peerLabel}`;
+      stream.onClosed(new DfsError(reset.code, why));
+    }
+  }
+
+  /** The open stream a frame belongs to; undefined for a closed one; throws for one never opened. */
+  private streamFor(frame: RawFrame, what: string): WireStream | undefined {
+    const stream = this.streams.get(frame.streamId);
+    if (stream) return stream;
+    if (!this.wasOpened(frame.streamId)) {
+      throw new WireError('PROTOCOL_ERROR', `${what} on stream ${frame.streamId}, which was never opened`);
+    }
+    return undefined;
+  }
+
+  /** A stream-level violation by the peer: reset the stream, keep the connection. */
+  private resetFromPeerError(stream: WireStream, code: ErrorCode, message: string): void {
+    this.forget(stream);
+    this.control.push(encodeReset(stream.id, code, stream.sentBytes, message));
+    this.scheduleFlush();
+    stream.onClosed(new DfsError(code, message));
+  }
+
+  // ---- PING ----
+
+  private onPing(frame: RawFrame): void {
+    if (!this.rates.ping.hit()) throw new WireError('RATE_LIMITED', `more than ${this.limits.pingsPerSecond} PING frames per second`);
+    // Answered ahead of any queued DATA: control frames always go first.
+    this.control.push(encodePong(frame.payload));
+    this.scheduleFlush();
+  }
+
+  private onPong(frame: RawFrame): void {
+    const key = frame.payload.toString('hex');
+    const ping = this.pings.get(key);
+    if (!ping) return; // unsolicited: already counted as a control frame
+    this.pings.delete(key);
+    ping.resolve(Number(process.hrtime.bigint() - ping.sentAt) / 1e6);
+  }
+
+  /** Measures the round-trip time to the peer, in milliseconds. */
+  ping(signal?: AbortSignal): Promise<number> {
+    if (this.closed) return Promise.reject(this.closeError ?? new DfsError('CONNECTION_CLOSED', 'connection closed'));
+    const opaque = randomBytes(8);
+    const key = opaque.toString('hex');
+    return new Promise<number>((resolve, reject) => {
+      const onAbort = () => {
+        this.pings.delete(key);
+        reject(new DfsError('CANCEL', 'ping cancelled', { cause: signal?.reason }));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pings.set(key, {
+        resolve: (rtt) => { signal?.removeEventListener('abort', onAbort); resolve(rtt); },
+        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err); },
+        sentAt: process.hrtime.bigint(),
+      });
+      this.control.push(encodePing(opaque));
+      this.scheduleFlush();
+    });
+  }
+
+  // ---- Idle timeout ----
+
+  private startIdleTimer(): void {
+    const mine = this.localSettings.idleTimeoutMs;
+    const theirs = this.peerSettings.idleTimeoutMs;
+    const timeout = mine === 0 ? theirs : theirs === 0 ? mine : Math.min(mine, theirs);
+    if (timeout === 0) return;
+    const tick = Math.max(10, Math.floor(timeout / 3));
+    this.idleTimer = setInterval(() => {
+      const silent = Date.now() - this.lastFrameAt;
+      if (silent >= timeout) {
+        this.fail('IDLE_TIMEOUT', `no frame from ${this.peerLabel} for ${silent} ms (idle timeout ${timeout} ms)`);
+      } else if (silent >= tick && this.streams.size > 0 && this.pings.size === 0) {
+        // Keep a connection with work in flight alive while the peer is busy but silent.
+        this.ping().catch(() => {});
+      }
+    }, tick);
+    this.idleTimer.unref?.();
+  }
+
+  // ---- GOAWAY and closing ----
+
+  private onGoAway(frame: RawFrame): void {
+    const goAway = parseGoAway(frame.payload);
+    this.peerGoAway = goAway;
+    this.emit('goaway', goAway);
+    // Streams this side opened above the peer's last id were never processed: safe to retry elsewhere.
+    for (const stream of [...this.streams.values()]) {
+      if (stream.local && stream.id > goAway.lastStreamId) {
+        this.forget(stream);
+        stream.onClosed(new DfsError('REFUSED_STREAM', `${this.peerLabel} is going away and did not process stream ${stream.id}; retry on a new connection`));
+      }
+    }
+    for (const stream of this.waitingToOpen.splice(0)) {
+      stream.onClosed(new DfsError('REFUSED_STREAM', `${this.peerLabel} is going away; the request was not sent`));
+    }
+    if (goAway.code !== 'NO_ERROR') {
+      this.destroy(new DfsError(goAway.code, `${this.peerLabel} closed the connection: ${goAway.reason || goAway.code}`));
+    } else if (this.streams.size === 0 && goAway.lastStreamId !== MAX_STREAM_ID) {
+      this.destroy(null);
+    }
+  }
+
+  /**
+   * Graceful shutdown (spec §9): GOAWAY with the highest id, a PING round trip, GOAWAY with the
+   * real last stream id, then streams in flight finish until the drain deadline.
+   */
+  async shutdown(reason = 'shutting down'): Promise<void> {
+    if (this.closed || this.goingAway) return;
+    this.goingAway = true;
+    this.control.push(encodeGoAway(MAX_STREAM_ID, 'NO_ERROR', reason));
+    this.scheduleFlush();
+    const deadline = AbortSignal.timeout(this.limits.drainTimeoutMs);
+    try {
+      if (this.helloReceived) await this.ping(deadline);
+    } catch {
+      // No answer in time: go on with the real last id.
+    }
+    if (this.closed) return;
+    this.goAwaySentId = this.lastPeerId;
+    this.control.push(encodeGoAway(this.lastPeerId, 'NO_ERROR', reason));
+    this.scheduleFlush();
+    if (this.streams.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        deadline.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    this.destroy(this.streams.size > 0 ? new DfsError('CANCEL', `drain deadline of ${this.limits.drainTimeoutMs} ms passed during shutdown`) : null);
+  }
+
+  /** Closes at once after telling the peer why with GOAWAY. */
+  fail(code: ErrorCode, message: string): void {
+    if (this.closed) return;
+    this.control.push(encodeGoAway(this.lastPeerId, code, message));
+    this.flush();
+    this.destroy(new DfsError(code, message));
+  }
+
+  /** Tears the connection down; every open stream fails with `err`. */
+  destroy(err: Error | null = null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = err;
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    const streamErr = err ?? new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} closed`);
+    this.rejectReady(streamErr);
+    for (const stream of [...this.streams.values(), ...this.waitingToOpen.splice(0)]) {
+      stream.onClosed(streamErr);
+    }
+    this.streams.clear();
+    for (const ping of this.pings.values()) ping.reject(streamErr);
+    this.pings.clear();
+    for (const w of this.drainWaiters.splice(0)) w();
+    this.socket.end();
+    // Give a GOAWAY already queued a moment to leave, but never wait on a peer that does not read.
+    const timer = setTimeout(() => this.socket.destroy(), 1000);
+    timer.unref?.();
+    this.socket.once('close', () => clearTimeout(timer));
+    this.emit('close', err);
+  }
+
+  /** Closes gracefully when `err` is absent, at once otherwise. */
+  close(err?: Error): Promise<void> {
+    if (err) {
+      this.destroy(err);
+      return Promise.resolve();
+    }
+    return this.shutdown();
+  }
+}
+

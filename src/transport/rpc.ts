@@ -1,0 +1,180 @@
+// Typed requests and responses on streams (spec §7): an operation names its code, version and
+// the schemas of its request and response headers; bodies are streamed with credit.
+
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DfsError } from '../wire/errors.js';
+import { decodeRecord, encodeRecord, type Decoded, type Schema } from '../wire/fields.js';
+import type { Connection } from './connection.js';
+import type { WireStream } from './stream.js';
+
+export interface Operation<Q extends Schema = Schema, R extends Schema = Schema> {
+  readonly name: string;
+  readonly op: number;
+  readonly version: number;
+  readonly request: Q;
+  readonly response: R;
+}
+
+export function defineOperation<Q extends Schema, R extends Schema>(op: Operation<Q, R>): Operation<Q, R> {
+  return op;
+}
+
+export type Body = Buffer | Uint8Array | Readable | AsyncIterable<Buffer | Uint8Array>;
+
+export interface CallOptions {
+  body?: Body;
+  signal?: AbortSignal;
+  /** Deadline for the reply header; the body is then the caller's to read or abandon. */
+  timeoutMs?: number;
+}
+
+export interface CallResult<R extends Schema> {
+  response: Decoded<R>;
+  /** The reply body. Read it to the end or destroy it: unread bytes hold the connection's credit. */
+  body: WireStream;
+}
+
+/** Sends a request and waits for its reply header. Failures reject with a DfsError carrying the spec's code. */
+export async function call<Q extends Schema, R extends Schema>(
+  conn: Connection, operation: Operation<Q, R>, request: Decoded<Q>, options: CallOptions = {},
+): Promise<CallResult<R>> {
+  options.signal?.throwIfAborted();
+  const header = encodeRecord(operation.request, request);
+  const stream = conn.openStream(operation.op, operation.version, header, { endStream: options.body === undefined });
+  // Errors surface through the reply promise or the body reader; never as an unhandled 'error'.
+  stream.on('error', () => {});
+  const abort = (code: 'CANCEL' | 'DEADLINE_EXCEEDED', why: string) => stream.destroy(new DfsError(code, why));
+  const onAbort = () => abort('CANCEL', `${operation.name} was cancelled`);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = options.timeoutMs === undefined ? null
+    : setTimeout(() => abort('DEADLINE_EXCEEDED', `${operation.name} got no reply within ${options.timeoutMs} ms`), options.timeoutMs);
+  if (options.body !== undefined) sendBody(stream, options.body);
+  try {
+    const replyHeader = await stream.waitForReply();
+    return { response: decodeRecord(operation.response, replyHeader), body: stream };
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Calls and reads the whole reply body, refusing more than `maxBodyBytes`. */
+export async function callForBuffer<Q extends Schema, R extends Schema>(
+  conn: Connection, operation: Operation<Q, R>, request: Decoded<Q>, options: CallOptions & { maxBodyBytes?: number } = {},
+): Promise<{ response: Decoded<R>; body: Buffer }> {
+  const result = await call(conn, operation, request, options);
+  const body = await readAll(result.body, options.maxBodyBytes ?? 64 * 1024 * 1024);
+  return { response: result.response, body };
+}
+
+function sendBody(stream: WireStream, body: Body): void {
+  if (Buffer.isBuffer(body) || body instanceof Uint8Array) {
+    stream.end(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    return;
+  }
+  const source = body instanceof Readable ? body : Readable.from(body, { objectMode: false });
+  pipeline(source, stream).catch((err: unknown) => {
+    // A body that fails mid-way must not look like a complete one: cancel the stream.
+    if (!stream.destroyed) stream.destroy(err instanceof DfsError ? err : new DfsError('CANCEL', `request body failed: ${(err as Error).message}`));
+  });
+}
+
+/** Reads a stream to its end into one buffer; fails with INVALID_ARGUMENT beyond `maxBytes`. */
+export async function readAll(stream: Readable, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    total += (chunk as Buffer).length;
+    if (total > maxBytes) {
+      stream.destroy();
+      throw new DfsError('INVALID_ARGUMENT', `body exceeds ${maxBytes} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+}
+
+export interface RequestContext<Q extends Schema> {
+  request: Decoded<Q>;
+  /** The request body; empty when the request had none. */
+  body: WireStream;
+  /** Aborted when the caller cancels or the connection goes away. */
+  signal: AbortSignal;
+  connection: Connection;
+}
+
+export interface HandlerResult<R extends Schema> {
+  response: Decoded<R>;
+  body?: Body;
+}
+
+export type Handler<Q extends Schema, R extends Schema> = (ctx: RequestContext<Q>) => Promise<HandlerResult<R>> | HandlerResult<R>;
+
+interface Registered {
+  operation: Operation;
+  handler: Handler<Schema, Schema>;
+}
+
+/** Dispatches incoming streams to handlers by operation code; errors become RESET with their code. */
+export class RpcServer {
+  private readonly handlers = new Map<number, Registered>();
+
+  register<Q extends Schema, R extends Schema>(operation: Operation<Q, R>, handler: Handler<Q, R>): this {
+    if (this.handlers.has(operation.op)) throw new Error(`operation 0x${operation.op.toString(16)} registered twice`);
+    this.handlers.set(operation.op, { operation, handler: handler as unknown as Handler<Schema, Schema> });
+    return this;
+  }
+
+  /** Serves every stream the peer opens on this connection. */
+  serve(conn: Connection): void {
+    conn.on('stream', (stream: WireStream) => {
+      this.dispatch(conn, stream).catch(() => {});
+    });
+  }
+
+  private async dispatch(conn: Connection, stream: WireStream): Promise<void> {
+    stream.on('error', () => {});
+    const entry = this.handlers.get(stream.op);
+    if (!entry) {
+      stream.destroy(new DfsError('UNKNOWN_OPERATION', `operation 0x${stream.op.toString(16).padStart(4, '0')} is not served here`));
+      return;
+    }
+    if (stream.opVersion !== entry.operation.version) {
+      stream.destroy(new DfsError('UNSUPPORTED_OP_VERSION',
+        `${entry.operation.name} version ${stream.opVersion} is not supported; this side speaks version ${entry.operation.version}`));
+      return;
+    }
+    const controller = new AbortController();
+    const onClose = () => controller.abort(new DfsError('CANCEL', `${entry.operation.name} was cancelled by the caller`));
+    stream.once('close', onClose);
+    try {
+      const request = decodeRecord(entry.operation.request, stream.header);
+      const result = await entry.handler({ request, body: stream, signal: controller.signal, connection: conn });
+      if (stream.destroyed) return;
+      const header = encodeRecord(entry.operation.response, result.response);
+      if (result.body === undefined) {
+        stream.reply(header, { endStream: true });
+      } else {
+        stream.reply(header);
+        await new Promise<void>((resolve) => {
+          sendBody(stream, result.body!);
+          stream.once('finish', resolve);
+          stream.once('close', resolve);
+        });
+      }
+      // The reply is complete; a request body nobody read is not wanted: say so without an error.
+      if (!stream.isRemoteEnded && !stream.destroyed) stream.destroy(new DfsError('NO_ERROR', 'reply complete'));
+    } catch (err) {
+      if (stream.destroyed) return;
+      const failure = err instanceof DfsError ? err
+        : new DfsError('INTERNAL_ERROR', `${entry.operation.name} failed: ${(err as Error)?.message ?? String(err)}`);
+      stream.destroy(failure);
+    } finally {
+      stream.off('close', onClose);
+    }
+  }
+}
