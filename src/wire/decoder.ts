@@ -114,6 +114,7 @@ export class FrameDecoder {
 
   private checkPreface(): boolean {
     // Compare byte by byte as they arrive, so a wrong protocol fails at its first wrong byte.
+    if (this.buffered === 0) return false; // an empty first read is not an error (peek needs a chunk)
     const have = Math.min(this.buffered, PREFACE_LENGTH);
     const head = this.peek(have);
     for (let i = 0; i < Math.min(have, PREFACE_MAGIC.length); i++) {
