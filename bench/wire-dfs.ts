@@ -8,7 +8,10 @@ import {
 import { decodeRecord, encodeRecord } from '../src/wire/index.js';
 import { HOST, closedLoop, pump, shares, type BulkOptions, type Contender, type Ports, type RpcOptions, type RpcResult } from './wire-common.js';
 
-/** Consumes an upload and answers with the number of bytes it received; served only by this benchmark. */
+/**
+ * Consumes an upload and answers with the number of bytes it received. Served only by this benchmark,
+ * so its code is in the experimental range (spec §11); ECHO would send every byte back.
+ */
 const BENCH_SINK = defineOperation({
   name: 'BENCH_SINK',
   op: 0xfe01,

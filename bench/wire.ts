@@ -9,7 +9,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { CONTENDER_KEYS, loadContender, type ContenderKey } from './wire-contenders.js';
 import { median, percentile, withTimeout, type Contender, type Ports } from './wire-common.js';
 import type { ServerMessage } from './wire-server.js';
@@ -101,7 +101,8 @@ function parseConfig(argv: string[]): Config {
     chunk: values.chunk ? parseSize(values.chunk, '--chunk') : 256 * 1024,
     only: (values.only as Config['only']) ?? null,
     contenders,
-    warmupBulkBytes: Math.min(bulkBytes, quick ? 8 * 1024 ** 2 : 128 * 1024 ** 2),
+    // Throughput keeps climbing for the first few hundred MiB (JIT tiers, heap sizing), so warm up with a full transfer.
+    warmupBulkBytes: quick ? Math.min(bulkBytes, 8 * 1024 ** 2) : bulkBytes,
     warmupRpcSeconds: quick ? 0.2 : 1,
     quick,
   };
@@ -220,8 +221,20 @@ function fmt(v: number | null, digits = 0): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function ratio(a: number | null, b: number | null): number | null {
-  return a !== null && b !== null && b > 0 ? a / b : null;
+/**
+ * The median of per-round ratios: each round measures the contenders back to back, so pairing them
+ * cancels most of what other work on a shared machine does to both.
+ */
+function pairedRatio(results: Results, key: ContenderKey, base: ContenderKey, scenario: ScenarioKey, field: keyof Sample): number | null {
+  const a = results.get(key)?.get(scenario) ?? [];
+  const b = results.get(base)?.get(scenario) ?? [];
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i]![field];
+    const y = b[i]![field];
+    if (typeof x === 'number' && typeof y === 'number' && y > 0) ratios.push(x / y);
+  }
+  return ratios.length ? median(ratios) : null;
 }
 
 function verdict(label: string, r: number | null, min: number): string {
@@ -229,7 +242,7 @@ function verdict(label: string, r: number | null, min: number): string {
   return `>= ${min} x ${label}: ${r >= min ? 'met' : 'missed'}`;
 }
 
-function report(results: Results, cfg: Config): void {
+function report(results: Results, cfg: Config, loadAtStart: number): void {
   const rows: { label: string; scenario: ScenarioKey; field: keyof Sample; digits: number; targets: [string, number][] }[] = [];
   const mib = (cfg.bulkBytes / 1024 ** 2).toLocaleString('en-US', { maximumFractionDigits: 1 });
   if (cfg.only !== 'rpc') {
@@ -249,7 +262,10 @@ function report(results: Results, cfg: Config): void {
     const dfs = med(results, 'dfs', row.scenario, row.field);
     const net = med(results, 'net', row.scenario, row.field);
     const h2 = med(results, 'http2', row.scenario, row.field);
-    const ratios: Record<string, number | null> = { net: ratio(dfs, net), http2: ratio(dfs, h2) };
+    const ratios: Record<string, number | null> = {
+      net: pairedRatio(results, 'dfs', 'net', row.scenario, row.field),
+      http2: pairedRatio(results, 'dfs', 'http2', row.scenario, row.field),
+    };
     table.push([
       row.label, fmt(dfs), fmt(net), fmt(h2), fmt(ratios.net!, 2), fmt(ratios.http2!, 2),
       row.targets.map(([k, min]) => verdict(k === 'net' ? 'raw net' : k, ratios[k]!, min)).join('; '),
@@ -274,7 +290,8 @@ function report(results: Results, cfg: Config): void {
   };
   const rpcLimit = cfg.rpcCount < Infinity ? `${cfg.rpcCount} requests (at most ${cfg.rpcSeconds} s)` : `${cfg.rpcSeconds} s`;
   console.log('');
-  console.log(`dfs wire benchmark: loopback ${'127.0.0.1'}, node ${process.version}, ${cpus().length} cores; median of ${cfg.rounds} round(s)`);
+  console.log(`dfs wire benchmark: loopback 127.0.0.1, node ${process.version}, ${cpus().length} cores, load average ${loadAtStart.toFixed(2)} at start; median of ${cfg.rounds} round(s)`);
+  console.log(`Each figure is the median over rounds; each ratio is the median of the rounds' ratios (contenders run back to back, in rotated order).`);
   console.log(`MB = 1e6 bytes. Bulk: uploads in ${fmt(cfg.chunk / 1024)} KiB writes, timed until the server confirms the last byte.`);
   console.log(`Small requests: ${RPC_BODY_BYTES} B request and response bodies, ${cfg.inflight} in flight on one connection, ${rpcLimit} per run.`);
   console.log(`raw net: bare sockets (one per stream; 68-byte length-prefixed frames echoed for small requests), the ceiling.`);
@@ -290,6 +307,10 @@ function jsonLine(results: Results, cfg: Config): string {
   const m = (k: ContenderKey, s: ScenarioKey, f: keyof Sample): number | null => {
     const v = med(results, k, s, f);
     return v === null ? null : Math.round(v * 10) / 10;
+  };
+  const r = (s: ScenarioKey, base: ContenderKey): number | null => {
+    const v = pairedRatio(results, 'dfs', base, s, 'rate');
+    return v === null ? null : Math.round(v * 1000) / 1000;
   };
   return JSON.stringify({
     bulk_mb_s: m('dfs', 'bulk', 'rate'),
@@ -307,6 +328,11 @@ function jsonLine(results: Results, cfg: Config): string {
     raw_rpc_p99_us: m('net', 'rpc', 'p99Us'),
     http2_rpc_p50_us: m('http2', 'rpc', 'p50Us'),
     http2_rpc_p99_us: m('http2', 'rpc', 'p99Us'),
+    bulk_vs_raw: r('bulk', 'net'),
+    bulk_vs_http2: r('bulk', 'http2'),
+    bulk16_vs_raw: r('bulk16', 'net'),
+    bulk16_vs_http2: r('bulk16', 'http2'),
+    rpc_vs_http2: r('rpc', 'http2'),
     bulk_bytes: cfg.bulkBytes,
     streams: cfg.streams,
     inflight: cfg.inflight,
@@ -318,6 +344,8 @@ function jsonLine(results: Results, cfg: Config): string {
 
 async function main(): Promise<void> {
   const cfg = parseConfig(process.argv.slice(2));
+  // Other work on a shared machine moves every figure; the ratios, measured side by side, move less.
+  const loadAtStart = loadavg()[0]!;
   const children: ChildProcess[] = [];
   const killChildren = (): void => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -366,7 +394,7 @@ async function main(): Promise<void> {
       }
     }
     finished = true;
-    report(results, cfg);
+    report(results, cfg, loadAtStart);
     console.log(jsonLine(results, cfg));
   } finally {
     finished = true;
