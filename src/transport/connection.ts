@@ -632,13 +632,18 @@ export class Connection extends EventEmitter implements StreamHost {
   fail(code: ErrorCode, message: string): void {
     if (this.closed) return;
     this.control.push(encodeGoAway(this.lastPeerId, code, message));
-    this.flush();
     this.destroy(new DfsError(code, message));
   }
 
   /** Tears the connection down; every open stream fails with `err`. */
   destroy(err: Error | null = null): void {
     if (this.closed) return;
+    // Frames already queued (a final REPLY, GOAWAY) still leave, ahead of the end of the socket.
+    if (this.control.length > 0 && !this.socket.destroyed) {
+      this.socket.cork();
+      for (const frame of this.control.splice(0)) this.socket.write(frame);
+      this.socket.uncork();
+    }
     this.closed = true;
     this.closeError = err;
     if (this.idleTimer) clearInterval(this.idleTimer);
