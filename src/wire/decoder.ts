@@ -21,7 +21,9 @@ export class FrameDecoder {
   private buffered = 0;
   private state: State;
   private maxFrameSize: number;
-  private sawHello = false;
+  /** With a preface the first frame must be HELLO; without one the stream may start mid-connection, so HELLO is optional. */
+  private readonly helloRequired: boolean;
+  private framesSeen = 0;
   /** Bytes consumed so far, so errors can name the offset where the stream went wrong. */
   private offset = 0;
   private frameStart = 0;
@@ -33,7 +35,7 @@ export class FrameDecoder {
   constructor(options: DecoderOptions) {
     this.maxFrameSize = options.maxFrameSize;
     this.state = options.expectPreface === false ? 'header' : 'preface';
-    if (options.expectPreface === false) this.sawHello = true;
+    this.helloRequired = options.expectPreface !== false;
   }
 
   /** Lowering or raising the limit applies from the next frame header on. */
@@ -89,13 +91,13 @@ export class FrameDecoder {
           } catch (err) {
             throw this.at(err);
           }
-          if (!this.sawHello && this.type !== FrameType.HELLO) {
+          if (this.framesSeen === 0 && this.helloRequired && this.type !== FrameType.HELLO) {
             throw new WireError('PROTOCOL_ERROR', `the first frame must be HELLO, got ${frameTypeName(this.type)} at offset ${this.frameStart}`);
           }
-          if (this.type === FrameType.HELLO) {
-            if (this.sawHello) throw new WireError('PROTOCOL_ERROR', `second HELLO at offset ${this.frameStart}: settings are fixed for the connection`);
-            this.sawHello = true;
+          if (this.framesSeen > 0 && this.type === FrameType.HELLO) {
+            throw new WireError('PROTOCOL_ERROR', `HELLO at offset ${this.frameStart} is not the first frame: settings are fixed for the connection`);
           }
+          this.framesSeen++;
           this.state = 'payload';
           break;
         }
