@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodeReset, parseReset } from '../src/wire/index.js';
 import { RpcServer, registerEcho, type WireStream } from '../src/transport/index.js';
+import { DfsError } from '../src/wire/index.js';
 import { RawPeer } from './helpers/raw-peer.js';
 
 function served(options: ConstructorParameters<typeof RawPeer>[0] = {}) {
@@ -198,5 +199,16 @@ test('the refused REFUSED_STREAM code is marked retriable', async () => {
   const f = await peer.waitFor((x) => x.type === FrameType.RESET);
   const reset = parseReset(f.payload, 1);
   assert.equal(reset.code, 'REFUSED_STREAM');
+  peer.conn.destroy();
+});
+
+test('a long reason is cut so RESET fits the peer\'s smallest MAX_FRAME_SIZE', async () => {
+  const peer = new RawPeer({ peerSettings: { maxFrameSize: 1024 } });
+  await peer.conn.ready;
+  peer.conn.on('stream', (s: WireStream) => { s.on('error', () => {}); s.destroy(new DfsError('NOT_FOUND', 'é'.repeat(2000))); });
+  peer.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
+  const f = await peer.waitFor((x) => x.type === FrameType.RESET);
+  assert.ok(f.payload.length <= 1024, `RESET payload of ${f.payload.length} bytes`);
+  assert.equal(parseReset(f.payload, 1).code, 'NOT_FOUND');
   peer.conn.destroy();
 });

@@ -132,6 +132,15 @@ export class Connection extends EventEmitter implements StreamHost {
     this.helloTimer.unref?.();
   }
 
+  /** RESET and GOAWAY reasons are cut so the frame fits the peer's MAX_FRAME_SIZE. */
+  private resetFrame(streamId: number, code: ErrorCode, finalSize: number, reason: string): Buffer {
+    return encodeReset(streamId, code, finalSize, reason, this.peerSettings.maxFrameSize - 14);
+  }
+
+  private goAwayFrame(lastStreamId: number, code: ErrorCode, reason: string): Buffer {
+    return encodeGoAway(lastStreamId, code, reason, this.peerSettings.maxFrameSize - 10);
+  }
+
   /** Settings that differ from the defaults; the rest need not be sent. */
   private changedSettings(): Partial<Settings> {
     const out: Partial<Settings> = {};
@@ -239,7 +248,7 @@ export class Connection extends EventEmitter implements StreamHost {
       return;
     }
     if (!this.closed) {
-      this.control.push(encodeReset(stream.id, code, stream.sentBytes, reason));
+      this.control.push(this.resetFrame(stream.id, code, stream.sentBytes, reason));
       this.scheduleFlush();
     }
     this.forget(stream);
@@ -377,13 +386,13 @@ export class Connection extends EventEmitter implements StreamHost {
     if (id > this.goAwaySentId) return;
     const endStream = (frame.flags & Flag.END_STREAM) !== 0;
     if (frame.payload.length > this.localSettings.maxHeaderSize) {
-      this.control.push(encodeReset(id, 'HEADER_TOO_LARGE', 0,
+      this.control.push(this.resetFrame(id, 'HEADER_TOO_LARGE', 0,
         `OPEN header of ${frame.payload.length} bytes exceeds the ${this.localSettings.maxHeaderSize}-byte limit`));
       this.scheduleFlush();
       return;
     }
     if (this.peerOpenCount >= this.localSettings.maxConcurrentStreams) {
-      this.control.push(encodeReset(id, 'REFUSED_STREAM', 0,
+      this.control.push(this.resetFrame(id, 'REFUSED_STREAM', 0,
         `more than ${this.localSettings.maxConcurrentStreams} concurrent streams; not processed, retry later`));
       this.scheduleFlush();
       return;
@@ -513,7 +522,7 @@ export class Connection extends EventEmitter implements StreamHost {
   /** A stream-level violation by the peer: reset the stream, keep the connection. */
   private resetFromPeerError(stream: WireStream, code: ErrorCode, message: string): void {
     this.forget(stream);
-    this.control.push(encodeReset(stream.id, code, stream.sentBytes, message));
+    this.control.push(this.resetFrame(stream.id, code, stream.sentBytes, message));
     this.scheduleFlush();
     stream.onClosed(new DfsError(code, message));
   }
@@ -581,6 +590,8 @@ export class Connection extends EventEmitter implements StreamHost {
 
   private onGoAway(frame: RawFrame): void {
     const goAway = parseGoAway(frame.payload);
+    // A later GOAWAY may only lower the last id: streams once refused stay refused.
+    if (this.peerGoAway) goAway.lastStreamId = Math.min(goAway.lastStreamId, this.peerGoAway.lastStreamId);
     this.peerGoAway = goAway;
     this.emit('goaway', goAway);
     // Streams this side opened above the peer's last id were never processed: safe to retry elsewhere.
@@ -607,7 +618,7 @@ export class Connection extends EventEmitter implements StreamHost {
   async shutdown(reason = 'shutting down'): Promise<void> {
     if (this.closed || this.goingAway) return;
     this.goingAway = true;
-    this.control.push(encodeGoAway(MAX_STREAM_ID, 'NO_ERROR', reason));
+    this.control.push(this.goAwayFrame(MAX_STREAM_ID, 'NO_ERROR', reason));
     this.scheduleFlush();
     const deadline = AbortSignal.timeout(this.limits.drainTimeoutMs);
     try {
@@ -617,7 +628,7 @@ export class Connection extends EventEmitter implements StreamHost {
     }
     if (this.closed) return;
     this.goAwaySentId = this.lastPeerId;
-    this.control.push(encodeGoAway(this.lastPeerId, 'NO_ERROR', reason));
+    this.control.push(this.goAwayFrame(this.lastPeerId, 'NO_ERROR', reason));
     this.scheduleFlush();
     if (this.streams.size > 0) {
       await new Promise<void>((resolve) => {
@@ -631,7 +642,7 @@ export class Connection extends EventEmitter implements StreamHost {
   /** Closes at once after telling the peer why with GOAWAY. */
   fail(code: ErrorCode, message: string): void {
     if (this.closed) return;
-    this.control.push(encodeGoAway(this.lastPeerId, code, message));
+    this.control.push(this.goAwayFrame(this.lastPeerId, code, message));
     this.destroy(new DfsError(code, message));
   }
 

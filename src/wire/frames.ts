@@ -159,8 +159,9 @@ export interface Reset {
   reason: string;
 }
 
-export function encodeReset(streamId: number, code: ErrorCode | number, finalSize: number, reason = ''): Buffer {
-  const text = truncateUtf8(reason, MAX_REASON_LENGTH);
+/** `maxReason` lets the sender keep the frame within a peer's MAX_FRAME_SIZE (spec §5.6). */
+export function encodeReset(streamId: number, code: ErrorCode | number, finalSize: number, reason = '', maxReason = MAX_REASON_LENGTH): Buffer {
+  const text = truncateUtf8(reason, Math.min(maxReason, MAX_REASON_LENGTH));
   const payload = Buffer.allocUnsafe(14 + text.length);
   payload.writeUInt32BE(typeof code === 'number' ? code : errorValue(code), 0);
   payload.writeBigUInt64BE(BigInt(finalSize), 4);
@@ -210,8 +211,8 @@ export interface GoAway {
   reason: string;
 }
 
-export function encodeGoAway(lastStreamId: number, code: ErrorCode | number, reason = ''): Buffer {
-  const text = truncateUtf8(reason, MAX_REASON_LENGTH);
+export function encodeGoAway(lastStreamId: number, code: ErrorCode | number, reason = '', maxReason = MAX_REASON_LENGTH): Buffer {
+  const text = truncateUtf8(reason, Math.min(maxReason, MAX_REASON_LENGTH));
   const payload = Buffer.allocUnsafe(10 + text.length);
   payload.writeUInt32BE(lastStreamId & MAX_STREAM_ID, 0);
   payload.writeUInt32BE(typeof code === 'number' ? code : errorValue(code), 4);
