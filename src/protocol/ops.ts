@@ -1,0 +1,173 @@
+// The dfs operations carried on the wire engine (wire-spec.md §11): op codes, versions and
+// the schemas of their request and response headers. Master ops are 0x01xx, keeper ops 0x02xx.
+// Bodies are noted where an operation has one; lists that can grow without bound travel in bodies.
+
+import { defineOperation } from '../transport/rpc.js';
+import type { Schema } from '../wire/fields.js';
+
+/** Node types in the namespace. */
+export const NodeType = { FILE: 1, DIRECTORY: 2 } as const;
+
+export const KEEPER_REF: Schema = {
+  id: { tag: 1, type: 'string' },
+  address: { tag: 2, type: 'string' },
+};
+
+export const CHUNK_INFO = {
+  id: { tag: 1, type: 'string' },
+  size: { tag: 2, type: 'u64' },
+  sha256: { tag: 3, type: 'string' },
+  /** Keepers holding a replica, with their addresses and whether they are alive now. */
+  replicas: { tag: 4, type: { list: { record: { id: { tag: 1, type: 'string' }, address: { tag: 2, type: 'string' }, alive: { tag: 3, type: 'bool' } } } } },
+} as const satisfies Schema;
+
+export const ENTRY_INFO = {
+  name: { tag: 1, type: 'string' },
+  type: { tag: 2, type: 'u8' },
+  size: { tag: 3, type: 'u64' },
+  replication: { tag: 4, type: 'u8' },
+  mtime: { tag: 5, type: 'u64' },
+  chunks: { tag: 6, type: 'u32' },
+  chunkSize: { tag: 7, type: 'u32' },
+} as const satisfies Schema;
+
+/** Body of LIST: the directory's entries. */
+export const LIST_BODY = { entries: { tag: 1, type: { list: { record: ENTRY_INFO } } } } as const satisfies Schema;
+/** Body of STAT for a file: its chunks in order. */
+export const CHUNKS_BODY = { chunks: { tag: 1, type: { list: { record: CHUNK_INFO } } } } as const satisfies Schema;
+
+export const KEEPER_STATUS = {
+  id: { tag: 1, type: 'string' },
+  address: { tag: 2, type: 'string' },
+  zone: { tag: 3, type: 'string' },
+  alive: { tag: 4, type: 'bool' },
+  capacity: { tag: 5, type: 'u64' },
+  used: { tag: 6, type: 'u64' },
+  chunks: { tag: 7, type: 'u32' },
+  load: { tag: 8, type: 'u32' },
+  lastSeenMs: { tag: 9, type: 'u64' },
+} as const satisfies Schema;
+export const STATUS_BODY = { keepers: { tag: 1, type: { list: { record: KEEPER_STATUS } } } } as const satisfies Schema;
+
+// ---- Master operations ----
+
+export const MKDIR = defineOperation({
+  name: 'MKDIR', op: 0x0101, version: 1,
+  request: { path: { tag: 1, type: 'string' }, parents: { tag: 2, type: 'bool' } },
+  response: {},
+});
+
+/** Body: LIST_BODY. */
+export const LIST = defineOperation({
+  name: 'LIST', op: 0x0102, version: 1,
+  request: { path: { tag: 1, type: 'string' } },
+  response: { count: { tag: 1, type: 'u32' } },
+});
+
+/** Body for files: CHUNKS_BODY. */
+export const STAT = defineOperation({
+  name: 'STAT', op: 0x0103, version: 1,
+  request: { path: { tag: 1, type: 'string' } },
+  response: ENTRY_INFO,
+});
+
+export const REMOVE = defineOperation({
+  name: 'REMOVE', op: 0x0104, version: 1,
+  request: { path: { tag: 1, type: 'string' }, recursive: { tag: 2, type: 'bool' } },
+  response: {},
+});
+
+export const RENAME = defineOperation({
+  name: 'RENAME', op: 0x0105, version: 1,
+  request: { src: { tag: 1, type: 'string' }, dst: { tag: 2, type: 'string' } },
+  response: {},
+});
+
+export const BEGIN_UPLOAD = defineOperation({
+  name: 'BEGIN_UPLOAD', op: 0x0106, version: 1,
+  request: {
+    path: { tag: 1, type: 'string' },
+    replication: { tag: 2, type: 'u8' },
+    chunkSize: { tag: 3, type: 'u32' },
+  },
+  response: { uploadId: { tag: 1, type: 'string' }, minReplicas: { tag: 2, type: 'u8' } },
+});
+
+/** Picks keepers for the next chunk of an upload; `exclude` names keepers that failed this writer. */
+export const ALLOCATE_CHUNK = defineOperation({
+  name: 'ALLOCATE_CHUNK', op: 0x0107, version: 1,
+  request: {
+    uploadId: { tag: 1, type: 'string' },
+    size: { tag: 2, type: 'u32' },
+    exclude: { tag: 3, type: { list: 'string' }, optional: true },
+  },
+  response: { chunkId: { tag: 1, type: 'string' }, keepers: { tag: 2, type: { list: { record: KEEPER_REF } } } },
+});
+
+/** Body: CHUNKS_BODY with the replicas each chunk was acknowledged by. */
+export const COMMIT = defineOperation({
+  name: 'COMMIT', op: 0x0108, version: 1,
+  request: { uploadId: { tag: 1, type: 'string' }, size: { tag: 2, type: 'u64' } },
+  response: {},
+});
+
+export const ABORT_UPLOAD = defineOperation({
+  name: 'ABORT_UPLOAD', op: 0x0109, version: 1,
+  request: { uploadId: { tag: 1, type: 'string' } },
+  response: {},
+});
+
+/** Body: STATUS_BODY. */
+export const STATUS = defineOperation({
+  name: 'STATUS', op: 0x010a, version: 1,
+  request: {},
+  response: { files: { tag: 1, type: 'u64' }, chunks: { tag: 2, type: 'u64' } },
+});
+
+export const HEARTBEAT = defineOperation({
+  name: 'HEARTBEAT', op: 0x010b, version: 1,
+  request: {
+    keeperId: { tag: 1, type: 'string' },
+    address: { tag: 2, type: 'string' },
+    zone: { tag: 3, type: 'string' },
+    capacity: { tag: 4, type: 'u64' },
+    used: { tag: 5, type: 'u64' },
+    chunks: { tag: 6, type: 'u32' },
+    load: { tag: 7, type: 'u32' },
+    acceptingWrites: { tag: 8, type: 'bool' },
+  },
+  response: { intervalMs: { tag: 1, type: 'u32' } },
+});
+
+// ---- Keeper operations ----
+
+/** One hop's outcome in a write pipeline, in pipeline order. */
+export const HOP_ACK = {
+  keeperId: { tag: 1, type: 'string' },
+  address: { tag: 2, type: 'string' },
+  /** An error registry name, NO_ERROR when the replica is durable. */
+  status: { tag: 3, type: 'string' },
+  message: { tag: 4, type: 'string', optional: true },
+} as const satisfies Schema;
+
+/**
+ * Body: the chunk's bytes. The keeper stores them and forwards them to `downstream[0]` with the rest
+ * of the list, streaming as they arrive; the reply lists one acknowledgement per hop.
+ */
+export const WRITE_CHUNK = defineOperation({
+  name: 'WRITE_CHUNK', op: 0x0201, version: 1,
+  request: {
+    chunkId: { tag: 1, type: 'string' },
+    size: { tag: 2, type: 'u32' },
+    sha256: { tag: 3, type: 'string' },
+    downstream: { tag: 4, type: { list: 'string' } },
+  },
+  response: { acks: { tag: 1, type: { list: { record: HOP_ACK } } } },
+});
+
+/** Reply body: the requested bytes of the chunk, verified against its SHA-256 before sending. */
+export const READ_CHUNK = defineOperation({
+  name: 'READ_CHUNK', op: 0x0202, version: 1,
+  request: { chunkId: { tag: 1, type: 'string' } },
+  response: { size: { tag: 1, type: 'u32' }, sha256: { tag: 2, type: 'string' } },
+});
