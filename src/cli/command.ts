@@ -1,0 +1,54 @@
+// What every `dfs` subcommand is: a summary for the index, usage for --help, and a run function
+// that returns the exit code. Errors thrown as DfsError become one line on stderr.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DfsError } from '../wire/errors.js';
+
+export interface CliIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  /** Aborted on SIGINT/SIGTERM, so long commands stop cleanly. */
+  signal: AbortSignal;
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(argv: string[], io: CliIO): Promise<number>;
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** util.parseArgs with errors turned into INVALID_ARGUMENT that name the command. */
+export function parseCommandArgs<O extends Options>(command: string, argv: string[], options: O, maxPositionals = Infinity) {
+  try {
+    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    if (parsed.positionals.length > maxPositionals && !(parsed.values as { help?: boolean }).help) {
+      throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: too many arguments (${parsed.positionals.join(' ')}); see dfs ${command} --help`);
+    }
+    return parsed;
+  } catch (err) {
+    if (err instanceof DfsError) throw err;
+    throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: ${(err as Error).message}; see dfs ${command} --help`);
+  }
+}
+
+/** Parses a byte count such as 1048576, 64MiB, 10G; throws INVALID_ARGUMENT naming the option. */
+export function parseBytes(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(text.trim());
+  if (!m) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a byte count such as 1048576, 8MiB or 10GB`);
+  const unit = (m[2] ?? 'b').toLowerCase().replace(/b$/, '').replace(/i$/, '');
+  const power = { '': 0, k: 1, m: 2, g: 3, t: 4 }[unit] ?? 0;
+  const value = Math.round(Number(m[1]) * 1024 ** power);
+  if (!Number.isSafeInteger(value)) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is too large`);
+  return value;
+}
+
+/** Parses a positive integer option; throws INVALID_ARGUMENT naming the option. */
+export function parseIntOption(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a whole number`);
+  const value = Number(text);
+  if (value < min || value > max) throw new DfsError('INVALID_ARGUMENT', `${what} ${value} is outside ${min}..${max}`);
+  return value;
+}
