@@ -21,10 +21,15 @@ export interface Command {
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** util.parseArgs with errors turned into INVALID_ARGUMENT that name the command. */
-export function parseCommandArgs<O extends Options>(command: string, argv: string[], options: O, maxPositionals = Infinity) {
+export interface ParsedArgs {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+export function parseCommandArgs(command: string, argv: string[], options: Options, maxPositionals = Infinity): ParsedArgs {
   try {
     const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-    if (parsed.positionals.length > maxPositionals && !(parsed.values as { help?: boolean }).help) {
+    if (parsed.positionals.length > maxPositionals && !parsed.values.help) {
       throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: too many arguments (${parsed.positionals.join(' ')}); see dfs ${command} --help`);
     }
     return parsed;
