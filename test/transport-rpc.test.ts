@@ -143,3 +143,14 @@ test('a request header above the peer limit is refused before it is sent', async
   await assert.rejects(call(client, STAT, { path: 'x'.repeat(20_000) }), { code: 'HEADER_TOO_LARGE' });
   close();
 });
+
+test('a handler that reads the request body with for-await can still reply on the stream', async () => {
+  const { client, close } = setup((rpc) => rpc.register(STAT, async ({ body }) => {
+    let n = 0;
+    for await (const c of body) n += (c as Buffer).length;
+    return { response: { size: n, names: [] } };
+  }));
+  const { response } = await callForBuffer(client, STAT, { path: '/' }, { body: Buffer.alloc(300_000) });
+  assert.equal(response.size, 300_000);
+  close();
+});

@@ -186,6 +186,14 @@ export class WireStream extends Duplex {
     // Data arrives when the peer sends it; credit, not _read, is what paces the peer.
   }
 
+  /**
+   * Iterating the body must not tear down the stream: a server reads the request body with
+   * `for await` and then still has to reply on the same stream. To cancel instead, call destroy().
+   */
+  override [Symbol.asyncIterator](): AsyncIterableIterator<any> {
+    return this.iterator({ destroyOnReturn: false });
+  }
+
   /** Every consumer (pipe, async iteration, read()) goes through here: return credit for what it took. */
   override read(size?: number): any {
     const chunk = super.read(size);

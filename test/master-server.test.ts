@@ -1,0 +1,108 @@
+// The master over the wire: namespace operations, placement from heartbeats, and a journal that
+// brings every acknowledged change back after a restart.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, appendFile, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMaster } from '../src/master/server.js';
+import { call, callForBuffer, connect, parseAddress, readAll } from '../src/transport/index.js';
+import { decodeRecord, encodeRecord } from '../src/wire/index.js';
+import {
+  ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, HEARTBEAT, LIST, LIST_BODY, MKDIR, STAT, STATUS, STATUS_BODY,
+} from '../src/protocol/ops.js';
+
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }) {
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-master-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const heartbeat = (id: string, port: number, zone = 'z') => ({
+  keeperId: id, address: `127.0.0.1:${port}`, zone, capacity: 1 << 30, used: 0, chunks: 0, load: 0, acceptingWrites: true,
+});
+
+test('a committed file survives a master restart, with its chunks and replicas', async (t) => {
+  const dir = await tempDir(t);
+  let master = await startMaster({ port: 0, dataDir: dir });
+  let conn = await connect(parseAddress(master.address));
+  for (let i = 0; i < 3; i++) await call(conn, HEARTBEAT, heartbeat(`k${i}`, 9000 + i, `z${i}`));
+  await call(conn, MKDIR, { path: '/data/deep', parents: true });
+  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/data/deep/f', replication: 3, chunkSize: 1024 });
+  const { response: alloc } = await call(conn, ALLOCATE_CHUNK, { uploadId: up.uploadId, size: 1000 });
+  assert.equal(alloc.keepers.length, 3);
+  assert.equal(new Set(alloc.keepers.map((k) => k.id)).size, 3, 'replicas on distinct keepers');
+  const sha = 'a'.repeat(64);
+  const body = encodeRecord(CHUNKS_BODY, { chunks: [{ id: alloc.chunkId, size: 1000, sha256: sha, replicas: alloc.keepers.map((k) => ({ ...k, alive: true })) }] });
+  await call(conn, COMMIT, { uploadId: up.uploadId, size: 1000 }, { body });
+  conn.destroy();
+  await master.close();
+
+  master = await startMaster({ port: 0, dataDir: dir });
+  conn = await connect(parseAddress(master.address));
+  const st = await call(conn, STAT, { path: '/data/deep/f' });
+  assert.equal(st.response.size, 1000);
+  const chunks = decodeRecord(CHUNKS_BODY, await readAll(st.body, 1 << 20)).chunks;
+  assert.equal(chunks[0]!.id, alloc.chunkId);
+  assert.equal(chunks[0]!.sha256, sha);
+  assert.deepEqual(chunks[0]!.replicas.map((r) => r.id).sort(), ['k0', 'k1', 'k2']);
+  assert.ok(chunks[0]!.replicas.every((r) => !r.alive), 'after a restart keepers are dead until they report');
+  const ls = await callForBuffer(conn, LIST, { path: '/data' });
+  assert.deepEqual(decodeRecord(LIST_BODY, ls.body).entries.map((e) => e.name), ['deep']);
+  conn.destroy();
+  await master.close();
+});
+
+test('a torn journal tail is dropped; damage in the middle stops the start with its offset', async (t) => {
+  const dir = await tempDir(t);
+  let master = await startMaster({ port: 0, dataDir: dir });
+  let conn = await connect(parseAddress(master.address));
+  await call(conn, MKDIR, { path: '/a', parents: false });
+  await call(conn, MKDIR, { path: '/b', parents: false });
+  conn.destroy();
+  await master.close();
+  await appendFile(join(dir, 'journal.log'), '0123456789abcdef {"type":"mkd');
+  master = await startMaster({ port: 0, dataDir: dir });
+  conn = await connect(parseAddress(master.address));
+  const ls = await callForBuffer(conn, LIST, { path: '/' });
+  assert.deepEqual(decodeRecord(LIST_BODY, ls.body).entries.map((e) => e.name), ['a', 'b']);
+  conn.destroy();
+  await master.close();
+
+  const text = await readFile(join(dir, 'journal.log'), 'utf8');
+  await writeFile(join(dir, 'journal.log'), text.replace('"/a"', '"/x"'));
+  await assert.rejects(startMaster({ port: 0, dataDir: dir }), (err: { code: string; message: string }) =>
+    err.code === 'IO_ERROR' && /damaged at byte 0/.test(err.message));
+});
+
+test('namespace errors reach the client with their codes', async (t) => {
+  const dir = await tempDir(t);
+  const master = await startMaster({ port: 0, dataDir: dir });
+  const conn = await connect(parseAddress(master.address));
+  await assert.rejects(call(conn, MKDIR, { path: '/x/y', parents: false }), { code: 'NOT_FOUND' });
+  await assert.rejects(call(conn, STAT, { path: '/nope' }), { code: 'NOT_FOUND' });
+  await assert.rejects(call(conn, MKDIR, { path: '/a/../b', parents: true }), { code: 'INVALID_ARGUMENT' });
+  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/f', replication: 3, chunkSize: 1024 });
+  await assert.rejects(call(conn, ALLOCATE_CHUNK, { uploadId: up.uploadId, size: 10 }), { code: 'NOT_ENOUGH_KEEPERS' });
+  conn.destroy();
+  await master.close();
+});
+
+test('a keeper that stops heartbeating is reported dead and gets no new chunks', async (t) => {
+  const dir = await tempDir(t);
+  const master = await startMaster({ port: 0, dataDir: dir, deadAfterMs: 300 });
+  const conn = await connect(parseAddress(master.address));
+  for (let i = 0; i < 3; i++) await call(conn, HEARTBEAT, heartbeat(`k${i}`, 9100 + i));
+  await new Promise((r) => setTimeout(r, 400));
+  await call(conn, HEARTBEAT, heartbeat('k0', 9100));
+  await call(conn, HEARTBEAT, heartbeat('k1', 9101));
+  const status = await callForBuffer(conn, STATUS, {});
+  const keepers = decodeRecord(STATUS_BODY, status.body).keepers;
+  assert.deepEqual(keepers.map((k) => [k.id, k.alive]).sort(), [['k0', true], ['k1', true], ['k2', false]]);
+  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/f', replication: 3, chunkSize: 1024 });
+  const { response: alloc } = await call(conn, ALLOCATE_CHUNK, { uploadId: up.uploadId, size: 10 });
+  assert.deepEqual(alloc.keepers.map((k) => k.id).sort(), ['k0', 'k1']);
+  conn.destroy();
+  await master.close();
+});
