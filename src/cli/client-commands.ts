@@ -1,0 +1,396 @@
+// The client subcommands of `dfs`: put, get, cat, ls, stat, rm, mkdir, mv and status. Each parses
+// its arguments, talks to the cluster through the client API, and prints for people or as JSON.
+
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat as statLocal } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { connect, type DfsClient } from '../client/client.js';
+import type { ClusterStatus, EntryInfo, StatInfo } from '../client/types.js';
+import { DfsError } from '../wire/errors.js';
+import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command, type Options, type ParsedArgs } from './command.js';
+import { formatBytes, formatTable, formatTime } from './format.js';
+import { ProgressBar } from './progress.js';
+
+const MASTER_OPTION: Options = { master: { type: 'string' } };
+const MASTER_HELP = '  --master HOST:PORT   the master (default: $DFS_MASTER)';
+
+/**
+ * parseCommandArgs, with the `dfs <cmd>: ` prefix taken off its messages: the dispatcher prints
+ * that prefix itself. Also checks the least number of positionals.
+ */
+export function parseClientArgs(command: string, argv: string[], options: Options, min: number, max: number): ParsedArgs {
+  let parsed: ParsedArgs;
+  try {
+    parsed = parseCommandArgs(command, argv, { ...MASTER_OPTION, ...options }, max);
+  } catch (err) {
+    if (err instanceof DfsError) throw new DfsError(err.code, stripPrefix(command, err.message), { cause: err.cause });
+    throw err;
+  }
+  if (!parsed.values.help && parsed.positionals.length < min) {
+    throw new DfsError('INVALID_ARGUMENT', `missing arguments; usage: ${clientCommands[command]?.usage.split('\n')[0] ?? command}`);
+  }
+  return parsed;
+}
+
+function stripPrefix(command: string, message: string): string {
+  const prefix = `dfs ${command}: `;
+  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}
+
+/** The master from --master, else $DFS_MASTER; INVALID_ARGUMENT naming both when neither is set. */
+export function masterAddress(values: ParsedArgs['values'], env: NodeJS.ProcessEnv): string {
+  const flag = values.master;
+  if (typeof flag === 'string' && flag !== '') return flag;
+  const fromEnv = env.DFS_MASTER;
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv.trim();
+  throw new DfsError('INVALID_ARGUMENT', 'no master given: pass --master HOST:PORT or set DFS_MASTER');
+}
+
+/** dfs has no working directory: a relative remote path is taken from the root. */
+export function remotePath(text: string): string {
+  return text.startsWith('/') ? text : `/${text}`;
+}
+
+async function withClient<T>(values: ParsedArgs['values'], io: CliIO, fn: (client: DfsClient) => Promise<T>): Promise<T> {
+  const client = await connect({ master: masterAddress(values, io.env), signal: io.signal });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+function help(io: CliIO, command: Command): number {
+  io.stdout.write(`${command.usage}\n`);
+  return 0;
+}
+
+/** A local file to upload: NOT_FOUND or IS_A_DIRECTORY naming it, rather than an errno. */
+export async function localSource(path: string): Promise<{ size: number }> {
+  try {
+    const st = await statLocal(path);
+    if (st.isDirectory()) throw new DfsError('IS_A_DIRECTORY', `local path '${path}' is a directory; dfs put takes one file`);
+    return { size: st.size };
+  } catch (err) {
+    if (err instanceof DfsError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new DfsError('NOT_FOUND', `local file '${path}' does not exist`);
+    if (code === 'EACCES' || code === 'EPERM') throw new DfsError('IO_ERROR', `local file '${path}' cannot be read: permission denied`);
+    throw new DfsError('IO_ERROR', `local file '${path}': ${(err as Error).message}`, { cause: err });
+  }
+}
+
+const put: Command = {
+  summary: 'upload a local file',
+  usage: `dfs put LOCAL REMOTE [--replication N] [--chunk-size BYTES] [--quiet]
+
+Uploads the local file LOCAL as REMOTE, replacing any file there. The file
+appears only once every chunk is stored; an interrupted upload leaves nothing.
+A REMOTE ending in '/' names a directory: the file keeps its local name.
+
+  --replication N      replicas per chunk, 1..255 (default: the master's, 3)
+  --chunk-size BYTES   chunk size, up to 64MiB (default 8MiB)
+  --quiet, -q          no progress bar
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('put', argv, {
+      replication: { type: 'string' }, 'chunk-size': { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+    }, 2, 2);
+    if (values.help) return help(io, this);
+    const [local, remoteArg] = positionals as [string, string];
+    const replication = typeof values.replication === 'string' ? parseIntOption(values.replication, '--replication', 1, 255) : undefined;
+    const chunkSize = typeof values['chunk-size'] === 'string' ? parseBytes(values['chunk-size'], '--chunk-size') : undefined;
+    if (chunkSize !== undefined && (chunkSize < 1 || chunkSize > 64 * 1024 * 1024)) {
+      throw new DfsError('INVALID_ARGUMENT', `--chunk-size ${values['chunk-size']} is outside 1 byte..64MiB`);
+    }
+    const remote = remotePath(remoteArg.endsWith('/') ? remoteArg + basename(local) : remoteArg);
+    const { size } = await localSource(local);
+    const master = masterAddress(values, io.env);
+    const bar = new ProgressBar(io.stderr, size, ProgressBar.wanted(io.stderr, values.quiet === true));
+    try {
+      await withClient({ master }, io, (client) => client.put(remote, createReadStream(local, { highWaterMark: 1024 * 1024 }), {
+        signal: io.signal,
+        ...(replication === undefined ? {} : { replication }),
+        ...(chunkSize === undefined ? {} : { chunkSize }),
+        onProgress: (p) => bar.update(p.bytes),
+      }));
+    } catch (err) {
+      bar.clear();
+      throw err;
+    }
+    bar.update(size);
+    bar.finish();
+    return 0;
+  },
+};
+
+/** Where `get` writes: LOCAL, or LOCAL/<name> when LOCAL is a directory, or ./<name> when omitted. */
+export async function localTarget(remote: string, local: string | undefined): Promise<string> {
+  const name = basename(remote);
+  if (local === undefined) return resolve(name);
+  const st = await statLocal(local).catch(() => null);
+  return st?.isDirectory() ? join(resolve(local), name) : resolve(local);
+}
+
+async function download(client: DfsClient, remote: string, dest: string | '-', io: CliIO, quiet: boolean): Promise<void> {
+  const stream = await client.get(remote, { signal: io.signal });
+  const bar = new ProgressBar(io.stderr, stream.size, dest !== '-' && ProgressBar.wanted(io.stderr, quiet));
+  let bytes = 0;
+  async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const piece of source) {
+      bytes += piece.length;
+      bar.update(bytes);
+      yield piece;
+    }
+  }
+  if (dest === '-') {
+    await pipeline(stream, counted, io.stdout, { end: false });
+    return;
+  }
+  // Write beside the target and rename at the end, so the target is never a partial file.
+  const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.dfs-part`);
+  try {
+    await pipeline(stream, counted, createWriteStream(tmp, { flags: 'wx' }));
+    await rename(tmp, dest);
+  } catch (err) {
+    bar.clear();
+    await rm(tmp, { force: true }).catch(() => {});
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new DfsError('NOT_FOUND', `local directory '${dirname(dest)}' does not exist`);
+    if (code === 'EACCES' || code === 'EPERM') throw new DfsError('IO_ERROR', `cannot write '${dest}': permission denied`);
+    if (code === 'EISDIR') throw new DfsError('IS_A_DIRECTORY', `'${dest}' is a directory`);
+    if (err instanceof DfsError) throw err;
+    throw new DfsError('IO_ERROR', `writing '${dest}' failed: ${(err as Error).message}`, { cause: err });
+  }
+  bar.finish();
+}
+
+const get: Command = {
+  summary: 'download a file (to stdout with -)',
+  usage: `dfs get REMOTE [LOCAL | -] [--quiet]
+
+Downloads REMOTE to LOCAL (default: its name in the current directory; into
+LOCAL when LOCAL is a directory), or to stdout with '-'. Each chunk is checked
+against its SHA-256 and read from another replica if one fails. LOCAL appears
+only once the whole file is in.
+
+  --quiet, -q          no progress bar
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('get', argv, { quiet: { type: 'boolean', short: 'q' } }, 1, 2);
+    if (values.help) return help(io, this);
+    const remote = remotePath(positionals[0]!);
+    const dest = positionals[1] === '-' ? '-' : await localTarget(remote, positionals[1]);
+    await withClient(values, io, (client) => download(client, remote, dest, io, values.quiet === true));
+    return 0;
+  },
+};
+
+const cat: Command = {
+  summary: 'print a file to stdout',
+  usage: `dfs cat REMOTE
+
+Writes the file REMOTE to stdout, verified chunk by chunk.
+
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('cat', argv, {}, 1, 1);
+    if (values.help) return help(io, this);
+    await withClient(values, io, (client) => download(client, remotePath(positionals[0]!), '-', io, true));
+    return 0;
+  },
+};
+
+/** ls output: names (directories with '/'), or with -l one row per entry. */
+export function formatListing(entries: readonly EntryInfo[], long: boolean): string {
+  const name = (e: EntryInfo) => (e.type === 'directory' ? `${e.name}/` : e.name);
+  if (!long) return entries.map(name).join('\n');
+  return formatTable(entries.map((e) => [
+    e.type === 'directory' ? 'd' : '-',
+    e.type === 'directory' ? '-' : String(e.replication),
+    e.type === 'directory' ? `${e.count} ${e.count === 1 ? 'entry' : 'entries'}` : formatBytes(e.size),
+    formatTime(e.mtime),
+    name(e),
+  ]), new Set([1, 2]));
+}
+
+const ls: Command = {
+  summary: 'list a directory',
+  usage: `dfs ls [-l] [--json] [PATH]
+
+Lists the directory PATH (default /). For a file, shows that file.
+
+  -l                   long form: type, replication, size, modification time (UTC)
+  --json               entries as JSON
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('ls', argv, { long: { type: 'boolean', short: 'l' }, json: { type: 'boolean' } }, 0, 1);
+    if (values.help) return help(io, this);
+    const path = remotePath(positionals[0] ?? '/');
+    const entries = await withClient(values, io, (client) => client.list(path, { signal: io.signal }));
+    const text = values.json ? JSON.stringify(entries, null, 2) : formatListing(entries, values.long === true);
+    if (text !== '') io.stdout.write(`${text}\n`);
+    return 0;
+  },
+};
+
+/** stat output: the entry's fields, then for a file one row per chunk with its replicas. */
+export function formatStat(info: StatInfo): string {
+  const lines = [
+    `path:        ${info.path}`,
+    `type:        ${info.type}`,
+  ];
+  if (info.type === 'directory') {
+    lines.push(`entries:     ${info.count}`, `modified:    ${formatTime(info.mtime)}`);
+    return lines.join('\n');
+  }
+  lines.push(
+    `size:        ${formatBytes(info.size)} (${info.size} bytes)`,
+    `replication: ${info.replication}`,
+    `chunk size:  ${formatBytes(info.chunkSize)}`,
+    `chunks:      ${info.chunks.length}`,
+    `modified:    ${formatTime(info.mtime)}`,
+  );
+  if (info.chunks.length > 0) {
+    const rows = [['#', 'CHUNK', 'SIZE', 'SHA-256', 'REPLICAS']];
+    info.chunks.forEach((c, i) => rows.push([
+      String(i),
+      c.id,
+      formatBytes(c.size),
+      `${c.sha256.slice(0, 16)}…`,
+      c.replicas.length === 0 ? 'none' : c.replicas.map((r) => `${r.address} (${r.id.slice(0, 8)}${r.alive ? '' : ', dead'})`).join(', '),
+    ]));
+    lines.push('', formatTable(rows, new Set([0, 2])));
+  }
+  return lines.join('\n');
+}
+
+const stat: Command = {
+  summary: 'show a file\'s chunks and where each replica lives',
+  usage: `dfs stat [--json] PATH
+
+Shows what PATH is; for a file, its chunks, their checksums and the keepers
+holding each replica (marked dead when the master no longer hears from them).
+
+  --json               as JSON
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('stat', argv, { json: { type: 'boolean' } }, 1, 1);
+    if (values.help) return help(io, this);
+    const info = await withClient(values, io, (client) => client.stat(remotePath(positionals[0]!), { signal: io.signal }));
+    io.stdout.write(`${values.json ? JSON.stringify(info, null, 2) : formatStat(info)}\n`);
+    return 0;
+  },
+};
+
+const rmCommand: Command = {
+  summary: 'remove a file or directory',
+  usage: `dfs rm [-r] PATH
+
+Removes the file or empty directory PATH; with -r, a directory and everything below it.
+
+  -r, --recursive      remove directories and their contents
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('rm', argv, { recursive: { type: 'boolean', short: 'r' } }, 1, 1);
+    if (values.help) return help(io, this);
+    await withClient(values, io, (client) => client.remove(remotePath(positionals[0]!), { recursive: values.recursive === true, signal: io.signal }));
+    return 0;
+  },
+};
+
+const mkdir: Command = {
+  summary: 'create a directory',
+  usage: `dfs mkdir [-p] PATH
+
+Creates the directory PATH; with -p, also its missing parents, and no error if it exists.
+
+  -p, --parents        create parents as needed
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('mkdir', argv, { parents: { type: 'boolean', short: 'p' } }, 1, 1);
+    if (values.help) return help(io, this);
+    await withClient(values, io, (client) => client.mkdir(remotePath(positionals[0]!), { parents: values.parents === true, signal: io.signal }));
+    return 0;
+  },
+};
+
+const mv: Command = {
+  summary: 'rename or move a file or directory',
+  usage: `dfs mv SRC DST
+
+Renames SRC to DST. No data moves: only the namespace changes.
+
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('mv', argv, {}, 2, 2);
+    if (values.help) return help(io, this);
+    await withClient(values, io, (client) => client.rename(remotePath(positionals[0]!), remotePath(positionals[1]!), { signal: io.signal }));
+    return 0;
+  },
+};
+
+export interface StatusTotals {
+  keepers: number;
+  alive: number;
+  dead: number;
+  /** Capacity and use of the keepers alive now. */
+  capacity: number;
+  used: number;
+}
+
+export function statusTotals(status: ClusterStatus): StatusTotals {
+  const alive = status.keepers.filter((k) => k.alive);
+  return {
+    keepers: status.keepers.length,
+    alive: alive.length,
+    dead: status.keepers.length - alive.length,
+    capacity: alive.reduce((n, k) => n + k.capacity, 0),
+    used: alive.reduce((n, k) => n + k.used, 0),
+  };
+}
+
+function percent(used: number, capacity: number): string {
+  return capacity > 0 ? `${Math.round((used / capacity) * 100)}%` : '-';
+}
+
+/** status output: one row per keeper, then the totals. */
+export function formatStatus(status: ClusterStatus): string {
+  const t = statusTotals(status);
+  const rows = [['KEEPER', 'ADDRESS', 'ZONE', 'STATE', 'CAPACITY', 'USED', 'USE%', 'CHUNKS']];
+  const keepers = [...status.keepers].sort((a, b) => a.address.localeCompare(b.address));
+  for (const k of keepers) {
+    rows.push([
+      k.id, k.address, k.zone || '-', k.alive ? 'alive' : `dead (${Math.round(k.lastSeenMs / 1000)}s)`,
+      k.capacity > 0 ? formatBytes(k.capacity) : '-', formatBytes(k.used), percent(k.used, k.capacity), String(k.chunks),
+    ]);
+  }
+  const summary = [
+    `keepers: ${t.alive} alive, ${t.dead} dead`,
+    `capacity: ${formatBytes(t.capacity)}, used ${formatBytes(t.used)} (${percent(t.used, t.capacity)}) on live keepers`,
+    `files: ${status.files}, chunks: ${status.chunks}`,
+  ];
+  return `${status.keepers.length > 0 ? `${formatTable(rows, new Set([4, 5, 6, 7]))}\n\n` : ''}${summary.join('\n')}`;
+}
+
+const status: Command = {
+  summary: 'show keepers, their space and the cluster totals',
+  usage: `dfs status [--json]
+
+Lists every keeper the master knows: address, zone, alive or dead, capacity,
+space used and chunks held; then the totals.
+
+  --json               as JSON
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values } = parseClientArgs('status', argv, { json: { type: 'boolean' } }, 0, 0);
+    if (values.help) return help(io, this);
+    const st = await withClient(values, io, (client) => client.status({ signal: io.signal }));
+    io.stdout.write(`${values.json ? JSON.stringify({ ...st, totals: statusTotals(st) }, null, 2) : formatStatus(st)}\n`);
+    return 0;
+  },
+};
+
+export const clientCommands: Record<string, Command> = { put, get, cat, ls, stat, rm: rmCommand, mkdir, mv, status };

@@ -1,0 +1,154 @@
+// The dfs client: namespace operations on the master, file contents on the keepers.
+// Every method takes an AbortSignal and fails with a DfsError whose `code` is stable.
+
+import { formatAddress, parseAddress, type Address } from '../transport/index.js';
+import { DfsError } from '../wire/errors.js';
+import { decodeRecord, type Decoded } from '../wire/fields.js';
+import {
+  CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, LIST, LIST_BODY, MKDIR, NodeType, REMOVE, RENAME, STAT, STATUS, STATUS_BODY,
+} from '../protocol/ops.js';
+import { WorkerPool } from '../workers/pool.js';
+import type { UploadSource } from './chunker.js';
+import { ConnectionCache } from './connections.js';
+import { DfsReadStream, type GetOptions } from './download.js';
+import { MasterLink } from './master-link.js';
+import { upload, type PutOptions } from './upload.js';
+import type { ChunkLocation, ClusterStatus, EntryInfo, PutResult, StatInfo } from './types.js';
+
+export interface ConnectOptions {
+  /** The master, as HOST:PORT or an Address. */
+  master: string | Address;
+  signal?: AbortSignal;
+  /** Time allowed to reach a master or keeper. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Workers that hash chunks. Default: a pool of the client's own, closed by close(). */
+  pool?: WorkerPool;
+}
+
+export interface SignalOption {
+  signal?: AbortSignal;
+}
+
+/** Connects to the master (so a wrong address fails here, clearly) and returns a client. */
+export async function connect(options: ConnectOptions): Promise<DfsClient> {
+  const master = typeof options.master === 'string' ? formatAddress(parseAddress(options.master, 'master address')) : formatAddress(options.master);
+  const cache = new ConnectionCache({ connectTimeoutMs: options.connectTimeoutMs });
+  try {
+    await cache.get(master, options.signal);
+  } catch (err) {
+    await cache.close();
+    if (err instanceof DfsError && err.code !== 'CANCEL') {
+      throw new DfsError(err.code === 'DEADLINE_EXCEEDED' ? 'UNAVAILABLE' : err.code, `cannot reach master ${master}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+  return new DfsClient(cache, master, options.pool);
+}
+
+export class DfsClient {
+  private readonly masterLink: MasterLink;
+  private ownPool: WorkerPool | null = null;
+  private closed = false;
+
+  /** Use connect(); the constructor is for tests that bring their own cache. */
+  constructor(private readonly cache: ConnectionCache, readonly master: string, private readonly sharedPool?: WorkerPool) {
+    this.masterLink = new MasterLink(cache, master);
+  }
+
+  /**
+   * Stores `source` as the file `path`, replacing any file there once the upload commits. The file
+   * is invisible until every chunk has enough replicas; on failure or abort nothing appears.
+   */
+  async put(path: string, source: UploadSource, options: PutOptions = {}): Promise<PutResult> {
+    this.assertOpen();
+    return upload({ master: this.masterLink, keepers: this.cache, pool: () => this.pool() }, path, source, options);
+  }
+
+  /**
+   * Opens the file `path` for reading. Resolves once its chunk list is known (so NOT_FOUND and
+   * IS_A_DIRECTORY reject here); the stream then errors if every replica of a chunk fails.
+   */
+  async get(path: string, options: GetOptions = {}): Promise<DfsReadStream> {
+    this.assertOpen();
+    const info = await this.stat(path, options);
+    if (info.type !== 'file') throw new DfsError('IS_A_DIRECTORY', `get ${path}: is a directory`);
+    const total = info.chunks.reduce((n, c) => n + c.size, 0);
+    if (total !== info.size) {
+      throw new DfsError('INTERNAL_ERROR', `get ${path}: the master lists ${total} bytes of chunks for a file of ${info.size} bytes`);
+    }
+    return new DfsReadStream({ keepers: this.cache, pool: () => this.pool() }, info, options);
+  }
+
+  /** The entries of directory `path`, in the master's order. */
+  async list(path: string, options: SignalOption = {}): Promise<EntryInfo[]> {
+    this.assertOpen();
+    const { body } = await this.masterLink.call(LIST, { path }, { signal: options.signal, idempotent: true });
+    return decodeRecord(LIST_BODY, body).entries.map(toEntry);
+  }
+
+  /** What `path` is; for a file, its chunks and where each replica lives. */
+  async stat(path: string, options: SignalOption = {}): Promise<StatInfo> {
+    this.assertOpen();
+    const { response, body } = await this.masterLink.call(STAT, { path }, { signal: options.signal, idempotent: true });
+    const entry = toEntry(response);
+    const chunks = entry.type === 'file' && body.length > 0 ? decodeRecord(CHUNKS_BODY, body).chunks.map(toChunk) : [];
+    return { ...entry, path, chunks };
+  }
+
+  async remove(path: string, options: SignalOption & { recursive?: boolean } = {}): Promise<void> {
+    this.assertOpen();
+    await this.masterLink.call(REMOVE, { path, recursive: options.recursive ?? false }, { signal: options.signal });
+  }
+
+  async mkdir(path: string, options: SignalOption & { parents?: boolean } = {}): Promise<void> {
+    this.assertOpen();
+    await this.masterLink.call(MKDIR, { path, parents: options.parents ?? false }, { signal: options.signal });
+  }
+
+  async rename(src: string, dst: string, options: SignalOption = {}): Promise<void> {
+    this.assertOpen();
+    await this.masterLink.call(RENAME, { src, dst }, { signal: options.signal });
+  }
+
+  /** The keepers the master knows, alive or dead, with their space and load. */
+  async status(options: SignalOption = {}): Promise<ClusterStatus> {
+    this.assertOpen();
+    const { response, body } = await this.masterLink.call(STATUS, {}, { signal: options.signal, idempotent: true });
+    const keepers = body.length > 0 ? decodeRecord(STATUS_BODY, body).keepers : [];
+    return { files: response.files, chunks: response.chunks, keepers: keepers.map((k) => ({ ...k })) };
+  }
+
+  /** Closes every connection gracefully and stops the client's workers. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.cache.close();
+    await this.ownPool?.close();
+  }
+
+  private pool(): WorkerPool {
+    if (this.sharedPool) return this.sharedPool;
+    this.ownPool ??= new WorkerPool();
+    return this.ownPool;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DfsError('CANCEL', 'the dfs client is closed');
+  }
+}
+
+function toEntry(e: Decoded<typeof ENTRY_INFO>): EntryInfo {
+  return {
+    name: e.name,
+    type: e.type === NodeType.DIRECTORY ? 'directory' : 'file',
+    size: e.size,
+    replication: e.replication,
+    mtime: e.mtime,
+    chunkSize: e.chunkSize,
+    count: e.chunks,
+  };
+}
+
+function toChunk(c: Decoded<typeof CHUNK_INFO>): ChunkLocation {
+  return { id: c.id, size: c.size, sha256: c.sha256, replicas: c.replicas.map((r) => ({ id: r.id, address: r.address, alive: r.alive })) };
+}

@@ -1,0 +1,172 @@
+// Reading a file: its chunk list from STAT, then READ_CHUNK from the replicas, a few chunks ahead
+// in parallel, each verified against its SHA-256, emitted in order through a Readable. Memory holds
+// at most the chunks fetched ahead, never the whole file.
+
+import { Readable } from 'node:stream';
+import { call, readAll } from '../transport/index.js';
+import { DfsError, type ErrorCode } from '../wire/errors.js';
+import { READ_CHUNK } from '../protocol/ops.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { cancelled, type ConnectionCache } from './connections.js';
+import type { ChunkLocation, ReplicaFailure, ReplicaInfo, StatInfo } from './types.js';
+
+/** Chunks fetched ahead of the reader. */
+export const DEFAULT_READ_AHEAD = 4;
+/** Deadline for one replica to deliver one whole chunk. */
+export const DEFAULT_READ_TIMEOUT_MS = 60_000;
+
+export interface GetOptions {
+  signal?: AbortSignal;
+  /** Chunks fetched at once ahead of the reader. Default 4. */
+  readAhead?: number;
+  /** Deadline for one replica to deliver one chunk, in ms; then the next replica is tried. Default 60 s. */
+  readTimeoutMs?: number;
+}
+
+export interface DownloadContext {
+  keepers: ConnectionCache;
+  pool: () => WorkerPool;
+}
+
+/** A file being read: a Readable of its bytes, with what STAT said about it. */
+export class DfsReadStream extends Readable {
+  readonly stat: StatInfo;
+  private readonly ctx: DownloadContext;
+  private readonly readAhead: number;
+  private readonly timeoutMs: number;
+  private readonly controller = new AbortController();
+  private readonly fetches: Promise<Buffer>[] = [];
+  private nextFetch = 0;
+  private waiting = false;
+  private readonly detachOuter: () => void;
+
+  constructor(ctx: DownloadContext, stat: StatInfo, options: GetOptions = {}) {
+    // The stream's own buffer is small: the read-ahead window is what holds chunks.
+    super({ highWaterMark: 64 * 1024 });
+    this.ctx = ctx;
+    this.stat = stat;
+    this.readAhead = Math.max(1, options.readAhead ?? DEFAULT_READ_AHEAD);
+    this.timeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+    const outer = options.signal;
+    const onAbort = () => this.destroy(cancelled(outer!, `get ${stat.path} was cancelled`));
+    outer?.addEventListener('abort', onAbort, { once: true });
+    this.detachOuter = () => outer?.removeEventListener('abort', onAbort);
+    if (outer?.aborted) queueMicrotask(onAbort);
+  }
+
+  get size(): number {
+    return this.stat.size;
+  }
+
+  override _read(): void {
+    if (this.waiting) return;
+    this.fill();
+    const next = this.fetches.shift();
+    if (next === undefined) {
+      this.push(null);
+      return;
+    }
+    this.fill();
+    this.waiting = true;
+    next.then(
+      (buf) => {
+        this.waiting = false;
+        if (this.destroyed) return;
+        // push() asks for more through _read while below the high-water mark.
+        this.push(buf);
+      },
+      (err) => {
+        this.waiting = false;
+        this.destroy(err as Error);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.detachOuter();
+    if (!this.controller.signal.aborted) this.controller.abort(err ?? new DfsError('CANCEL', `get ${this.stat.path}: reader closed`));
+    callback(err);
+  }
+
+  /** Starts fetches until `readAhead` chunks are in flight or fetched and not yet emitted. */
+  private fill(): void {
+    while (this.fetches.length < this.readAhead && this.nextFetch < this.stat.chunks.length) {
+      const index = this.nextFetch++;
+      const p = fetchChunk(this.ctx, this.stat, index, this.controller.signal, this.timeoutMs);
+      p.catch(() => {});
+      this.fetches.push(p);
+    }
+  }
+}
+
+/** Replicas in the order to try them for chunk `index`: live ones first, rotated so chunks spread. */
+export function replicaOrder(replicas: readonly ReplicaInfo[], index: number): ReplicaInfo[] {
+  const rotate = (list: ReplicaInfo[]) => {
+    if (list.length === 0) return list;
+    const k = index % list.length;
+    return [...list.slice(k), ...list.slice(0, k)];
+  };
+  return [...rotate(replicas.filter((r) => r.alive)), ...rotate(replicas.filter((r) => !r.alive))];
+}
+
+/** Reads and verifies one chunk, trying each replica in turn. */
+export async function fetchChunk(ctx: DownloadContext, stat: StatInfo, index: number, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
+  const chunk = stat.chunks[index]!;
+  const failures: ReplicaFailure[] = [];
+  for (const replica of replicaOrder(chunk.replicas, index)) {
+    signal.throwIfAborted();
+    try {
+      return await readReplica(ctx, chunk, replica, signal, timeoutMs);
+    } catch (err) {
+      if (signal.aborted) throw cancelled(signal, `get ${stat.path} was cancelled`);
+      const e = err instanceof DfsError ? err : new DfsError('INTERNAL_ERROR', String((err as Error)?.message ?? err));
+      failures.push({ address: replica.address, code: e.code, message: e.message });
+    }
+  }
+  throw allReplicasFailed(stat.path, index, chunk, failures);
+}
+
+export function allReplicasFailed(path: string, index: number, chunk: ChunkLocation, failures: ReplicaFailure[]): DfsError {
+  const what = `${path}: chunk ${index} (${chunk.id})`;
+  if (failures.length === 0) return new DfsError('UNAVAILABLE', `${what} has no replicas`);
+  // Every copy read was damaged: that is data loss, not an outage, and is reported as such.
+  const code: ErrorCode = failures.every((f) => f.code === 'CHECKSUM_MISMATCH') ? 'CHECKSUM_MISMATCH' : 'UNAVAILABLE';
+  const detail = failures.map((f) => `${f.address}: ${f.code}: ${f.message}`).join('; ');
+  return new DfsError(code, `${what}: all ${failures.length} replicas failed: ${detail}`);
+}
+
+async function readReplica(ctx: DownloadContext, chunk: ChunkLocation, replica: ReplicaInfo, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
+  // One deadline covers connecting, the reply and the whole body.
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const both = AbortSignal.any([signal, deadline]);
+  try {
+    const conn = await ctx.keepers.get(replica.address, both);
+    const reply = await call(conn, READ_CHUNK, { chunkId: chunk.id }, { signal: both });
+    const onAbort = () => reply.body.destroy(new DfsError('DEADLINE_EXCEEDED', `no whole chunk within ${timeoutMs} ms`));
+    both.addEventListener('abort', onAbort, { once: true });
+    let data: Buffer;
+    try {
+      data = await readAll(reply.body, chunk.size);
+    } catch (err) {
+      if (err instanceof DfsError && err.code === 'INVALID_ARGUMENT') {
+        throw new DfsError('CHECKSUM_MISMATCH', `replica sent more than the chunk's ${chunk.size} bytes`);
+      }
+      throw err;
+    } finally {
+      both.removeEventListener('abort', onAbort);
+    }
+    if (data.length !== chunk.size) {
+      throw new DfsError('CHECKSUM_MISMATCH', `replica sent ${data.length} bytes, the chunk has ${chunk.size}`);
+    }
+    const digest = await ctx.pool().sha256(data);
+    if (digest !== chunk.sha256) {
+      throw new DfsError('CHECKSUM_MISMATCH', `replica's bytes hash to ${digest.slice(0, 12)}…, expected ${chunk.sha256.slice(0, 12)}…`);
+    }
+    return data;
+  } catch (err) {
+    if (deadline.aborted && !signal.aborted) {
+      throw new DfsError('DEADLINE_EXCEEDED', `no whole chunk within ${timeoutMs} ms`, { cause: err });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,208 @@
+// Writing a file: BEGIN_UPLOAD, then per chunk ALLOCATE_CHUNK and WRITE_CHUNK down a keeper pipeline,
+// a few chunks at a time, then COMMIT with the replicas each chunk was acknowledged by. Until COMMIT
+// the file is invisible; any failure or abort sends ABORT_UPLOAD, so a partial file never appears.
+
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { call, readAll } from '../transport/index.js';
+import { DfsError, type ErrorCode } from '../wire/errors.js';
+import { ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, WRITE_CHUNK } from '../protocol/ops.js';
+import { encodeRecord } from '../wire/fields.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { chunkSource, checkChunkSize, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
+import { cancelled, type ConnectionCache } from './connections.js';
+import { backoffMs, type MasterLink } from './master-link.js';
+import type { PutProgress, PutResult, ReplicaInfo } from './types.js';
+
+/** Chunks written at once: memory is about (this + 1) × chunk size. */
+export const DEFAULT_UPLOAD_CONCURRENCY = 3;
+/** Pipelines tried per chunk before the upload fails. */
+export const CHUNK_WRITE_ATTEMPTS = 5;
+/** Deadline for a keeper pipeline to acknowledge one chunk. */
+export const DEFAULT_WRITE_TIMEOUT_MS = 120_000;
+
+export interface PutOptions {
+  /** Replicas per chunk, 1..255. Default: the master's (3 unless it was started otherwise). */
+  replication?: number;
+  /** Bytes per chunk, up to 64 MiB. Default 8 MiB. */
+  chunkSize?: number;
+  signal?: AbortSignal;
+  /** Called each time a chunk is acknowledged. */
+  onProgress?: (progress: PutProgress) => void;
+  /** Chunks in flight at once. Default 3. */
+  concurrency?: number;
+  /** Deadline for one chunk's pipeline acknowledgement, in ms. Default 120 s. */
+  writeTimeoutMs?: number;
+}
+
+export interface UploadContext {
+  master: MasterLink;
+  keepers: ConnectionCache;
+  pool: () => WorkerPool;
+}
+
+interface WrittenChunk {
+  id: string;
+  size: number;
+  sha256: string;
+  replicas: ReplicaInfo[];
+}
+
+export async function upload(ctx: UploadContext, path: string, source: UploadSource, options: PutOptions = {}): Promise<PutResult> {
+  // 0 asks for the master's default replication.
+  const replication = options.replication ?? 0;
+  if (!Number.isInteger(replication) || replication < 0 || replication > 255) {
+    throw new DfsError('INVALID_ARGUMENT', `put ${path}: replication ${replication} is outside 1..255`);
+  }
+  const chunkSize = checkChunkSize(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  const concurrency = Math.max(1, options.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY);
+  const outer = options.signal;
+  outer?.throwIfAborted();
+
+  const begun = await ctx.master.call(BEGIN_UPLOAD, { path, replication, chunkSize }, { signal: outer });
+  const { uploadId } = begun.response;
+  const minReplicas = Math.max(1, begun.response.minReplicas);
+
+  // One signal for the whole upload: the caller's abort, or the first chunk that fails for good.
+  const controller = new AbortController();
+  const onOuterAbort = () => controller.abort(cancelled(outer!, `put ${path} was cancelled`));
+  outer?.addEventListener('abort', onOuterAbort, { once: true });
+  const signal = controller.signal;
+  // A source stuck waiting for input must not hold up a failed upload.
+  if (source instanceof Readable) signal.addEventListener('abort', () => source.destroy(), { once: true });
+
+  const written: WrittenChunk[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown = null;
+  let size = 0;
+  let done = { bytes: 0, chunks: 0 };
+  const fail = (err: unknown) => {
+    failure ??= err;
+    if (!signal.aborted) controller.abort(err);
+  };
+
+  try {
+    let index = 0;
+    for await (const data of chunkSource(source, chunkSize)) {
+      if (signal.aborted) break;
+      const i = index++;
+      size += data.length;
+      const job: Promise<void> = writeChunk(ctx, { uploadId, path, index: i, data, minReplicas, signal, timeoutMs: options.writeTimeoutMs })
+        .then((chunk) => {
+          written[i] = chunk;
+          done = { bytes: done.bytes + chunk.size, chunks: done.chunks + 1 };
+          options.onProgress?.(done);
+        })
+        .catch(fail)
+        .finally(() => inFlight.delete(job));
+      inFlight.add(job);
+      // Bounded memory: read the next chunk only when a pipeline slot is free.
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (signal.aborted) break;
+    }
+    await Promise.all(inFlight);
+    if (signal.aborted) throw failure ?? cancelled(signal, `put ${path} was cancelled`);
+
+    const body = encodeRecord(CHUNKS_BODY, { chunks: written });
+    await ctx.master.call(COMMIT, { uploadId, size }, { signal: outer, body });
+    return { path, size, chunks: written.length };
+  } catch (err) {
+    fail(err);
+    await Promise.allSettled(inFlight);
+    // Best effort, and not under the caller's signal: it may be the reason we are here.
+    await ctx.master.call(ABORT_UPLOAD, { uploadId }, { timeoutMs: 5_000 }).catch(() => {});
+    throw toPutError(path, failure ?? err, outer);
+  } finally {
+    outer?.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+interface ChunkJob {
+  uploadId: string;
+  path: string;
+  index: number;
+  data: Buffer;
+  minReplicas: number;
+  signal: AbortSignal;
+  timeoutMs: number | undefined;
+}
+
+/**
+ * Writes one chunk until at least `minReplicas` keepers acknowledge it. A keeper that fails (as the
+ * first hop, or in its own ack) is excluded from the next allocation, which gets a fresh chunk id.
+ */
+async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChunk> {
+  const { uploadId, data, signal } = job;
+  const what = `chunk ${job.index} of ${job.path}`;
+  const sha256 = await ctx.pool().sha256(data);
+  const exclude = new Set<string>();
+  const attempts: string[] = [];
+  let lastCode: ErrorCode = 'PIPELINE_FAILED';
+  for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS; attempt++) {
+    signal.throwIfAborted();
+    const allocated = await ctx.master.call(
+      ALLOCATE_CHUNK,
+      { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) },
+      { signal },
+    );
+    const { chunkId } = allocated.response;
+    const keepers = allocated.response.keepers as { id: string; address: string }[];
+    if (keepers.length === 0) {
+      throw new DfsError('NOT_ENOUGH_KEEPERS', `${what}: the master offered no keepers${exclude.size > 0 ? ` (excluding ${[...exclude].join(', ')})` : ''}`);
+    }
+    const first = keepers[0]!;
+    let acks: { keeperId: string; address: string; status: string; message?: string }[];
+    try {
+      const conn = await ctx.keepers.get(first.address, signal);
+      const reply = await call(conn, WRITE_CHUNK, {
+        chunkId, size: data.length, sha256, downstream: keepers.slice(1).map((k) => k.address),
+      }, { body: data, signal, timeoutMs: job.timeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS });
+      await readAll(reply.body, 64 * 1024).catch(() => {});
+      acks = reply.response.acks;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      // The first hop failed as a whole: nothing downstream of it is known to hold the chunk.
+      const e = err instanceof DfsError ? err : new DfsError('INTERNAL_ERROR', String((err as Error)?.message ?? err));
+      exclude.add(first.id);
+      lastCode = e.code === 'NO_SPACE' || e.code === 'CHECKSUM_MISMATCH' ? e.code : 'PIPELINE_FAILED';
+      attempts.push(`attempt ${attempt}: keeper ${first.id} at ${first.address}: ${e.code}: ${e.message}`);
+      await pause(attempt, signal);
+      continue;
+    }
+
+    const replicas: ReplicaInfo[] = [];
+    const problems: string[] = [];
+    let firstBad: string | null = null;
+    for (const keeper of keepers) {
+      const ack = acks.find((a) => (a.keeperId !== '' && a.keeperId === keeper.id) || a.address === keeper.address);
+      if (ack?.status === 'NO_ERROR') {
+        replicas.push({ id: keeper.id, address: keeper.address, alive: true });
+        continue;
+      }
+      firstBad ??= keeper.id;
+      // PIPELINE_FAILED marks hops behind a failed one: not their fault, so they stay eligible.
+      if (ack !== undefined && ack.status !== 'PIPELINE_FAILED') exclude.add(keeper.id);
+      problems.push(`${keeper.id} at ${keeper.address}: ${ack ? `${ack.status}${ack.message ? ` (${ack.message})` : ''}` : 'no acknowledgement'}`);
+    }
+    if (replicas.length >= job.minReplicas) return { id: chunkId, size: data.length, sha256, replicas };
+    // The first bad link of the pipeline is blamed even when it could not say what went wrong.
+    if (firstBad !== null) exclude.add(firstBad);
+    attempts.push(`attempt ${attempt}: ${replicas.length} of ${keepers.length} replicas written (need ${job.minReplicas}); ${problems.join('; ')}`);
+    lastCode = 'PIPELINE_FAILED';
+    await pause(attempt, signal);
+  }
+  throw new DfsError(lastCode, `${what}: could not store ${job.minReplicas} replicas in ${CHUNK_WRITE_ATTEMPTS} attempts: ${attempts.join(' | ')}`, { retriable: true });
+}
+
+async function pause(attempt: number, signal: AbortSignal): Promise<void> {
+  if (attempt >= CHUNK_WRITE_ATTEMPTS) return;
+  await sleep(backoffMs(attempt), undefined, { signal }).catch(() => {});
+}
+
+function toPutError(path: string, err: unknown, outer: AbortSignal | undefined): DfsError {
+  if (outer?.aborted) return cancelled(outer, `put ${path} was cancelled`);
+  if (err instanceof DfsError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOENT') return new DfsError('NOT_FOUND', `put ${path}: source not found: ${e.message}`, { cause: err });
+  return new DfsError('IO_ERROR', `put ${path}: reading the source failed: ${e?.message ?? String(err)}`, { cause: err });
+}
