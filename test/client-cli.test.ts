@@ -303,13 +303,16 @@ test('status lists keepers with their state and space, then totals over the live
 
 // ---- Replica choice and failure reporting ----
 
-test('reads spread over replicas: the first replica tried rotates per chunk, live ones before dead ones', () => {
+test('reads spread over replicas: least busy first, rotating per chunk among equals, live ones before dead ones', () => {
   const r = (id: string, alive = true) => ({ id, address: `${id}:1`, alive });
   const replicas = [r('a'), r('b', false), r('c'), r('d')];
   assert.deepEqual(replicaOrder(replicas, 0).map((x) => x.id), ['a', 'c', 'd', 'b']);
   assert.deepEqual(replicaOrder(replicas, 1).map((x) => x.id), ['c', 'd', 'a', 'b']);
   assert.deepEqual(replicaOrder(replicas, 2).map((x) => x.id), ['d', 'a', 'c', 'b']);
   assert.deepEqual(replicaOrder([], 5), []);
+  // Busy keepers go last among the live ones, whatever the rotation says.
+  const load = (address: string) => (address === 'a:1' ? 2 : address === 'c:1' ? 1 : 0);
+  assert.deepEqual(replicaOrder(replicas, 0, load).map((x) => x.id), ['d', 'c', 'a', 'b']);
 });
 
 test('a chunk whose every replica is damaged is CHECKSUM_MISMATCH; any outage among them makes it UNAVAILABLE', () => {

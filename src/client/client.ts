@@ -48,6 +48,7 @@ export async function connect(options: ConnectOptions): Promise<DfsClient> {
 export class DfsClient {
   private readonly masterLink: MasterLink;
   private ownPool: WorkerPool | null = null;
+  private readonly readsInFlight = new Map<string, number>();
   private closed = false;
 
   /** Use connect(); the constructor is for tests that bring their own cache. */
@@ -76,7 +77,7 @@ export class DfsClient {
     if (total !== info.size) {
       throw new DfsError('INTERNAL_ERROR', `get ${path}: the master lists ${total} bytes of chunks for a file of ${info.size} bytes`);
     }
-    return new DfsReadStream({ keepers: this.cache, pool: () => this.pool() }, info, options);
+    return new DfsReadStream({ keepers: this.cache, pool: () => this.pool(), readsInFlight: this.readsInFlight }, info, options);
   }
 
   /** The entries of directory `path`, in the master's order. */

@@ -26,6 +26,8 @@ export interface GetOptions {
 export interface DownloadContext {
   keepers: ConnectionCache;
   pool: () => WorkerPool;
+  /** Reads in flight per keeper address, shared by the client's downloads, to spread the load. */
+  readsInFlight: Map<string, number>;
 }
 
 /** A file being read: a Readable of its bytes, with what STAT said about it. */
@@ -99,28 +101,44 @@ export class DfsReadStream extends Readable {
   }
 }
 
-/** Replicas in the order to try them for chunk `index`: live ones first, rotated so chunks spread. */
-export function replicaOrder(replicas: readonly ReplicaInfo[], index: number): ReplicaInfo[] {
+/**
+ * Replicas in the order to try them for chunk `index`: live ones first, the least busy first, and
+ * among equals rotated by the index. Load decides rather than the master's order alone, which may
+ * correlate with the index and send every read to one keeper.
+ */
+export function replicaOrder(replicas: readonly ReplicaInfo[], index: number, load: (address: string) => number = () => 0): ReplicaInfo[] {
   const rotate = (list: ReplicaInfo[]) => {
     if (list.length === 0) return list;
     const k = index % list.length;
     return [...list.slice(k), ...list.slice(0, k)];
   };
-  return [...rotate(replicas.filter((r) => r.alive)), ...rotate(replicas.filter((r) => !r.alive))];
+  // Array.prototype.sort is stable, so equal loads keep the rotation.
+  const byLoad = (list: ReplicaInfo[]) => rotate(list).sort((a, b) => load(a.address) - load(b.address));
+  return [...byLoad(replicas.filter((r) => r.alive)), ...rotate(replicas.filter((r) => !r.alive))];
 }
 
 /** Reads and verifies one chunk, trying each replica in turn. */
 export async function fetchChunk(ctx: DownloadContext, stat: StatInfo, index: number, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
   const chunk = stat.chunks[index]!;
   const failures: ReplicaFailure[] = [];
-  for (const replica of replicaOrder(chunk.replicas, index)) {
+  const tried = new Set<string>();
+  for (;;) {
     signal.throwIfAborted();
+    // Chosen afresh after each failure: the loads have moved on while this replica was tried.
+    const replica = replicaOrder(chunk.replicas, index, (a) => ctx.readsInFlight.get(a) ?? 0).find((r) => !tried.has(r.address));
+    if (replica === undefined) break;
+    tried.add(replica.address);
+    ctx.readsInFlight.set(replica.address, (ctx.readsInFlight.get(replica.address) ?? 0) + 1);
     try {
       return await readReplica(ctx, chunk, replica, signal, timeoutMs);
     } catch (err) {
       if (signal.aborted) throw cancelled(signal, `get ${stat.path} was cancelled`);
       const e = err instanceof DfsError ? err : new DfsError('INTERNAL_ERROR', String((err as Error)?.message ?? err));
       failures.push({ address: replica.address, code: e.code, message: e.message });
+    } finally {
+      const left = (ctx.readsInFlight.get(replica.address) ?? 1) - 1;
+      if (left > 0) ctx.readsInFlight.set(replica.address, left);
+      else ctx.readsInFlight.delete(replica.address);
     }
   }
   throw allReplicasFailed(stat.path, index, chunk, failures);
