@@ -106,3 +106,14 @@ test('a keeper that stops heartbeating is reported dead and gets no new chunks',
   conn.destroy();
   await master.close();
 });
+
+test('an upload creates its missing parent directories, as file creation does elsewhere', async (t) => {
+  const dir = await tempDir(t);
+  const master = await startMaster({ port: 0, dataDir: dir });
+  const conn = await connect(parseAddress(master.address));
+  await call(conn, BEGIN_UPLOAD, { path: '/new/deep/file', replication: 1, chunkSize: 1024 });
+  const st = await call(conn, STAT, { path: '/new/deep' });
+  assert.equal(st.response.type, 2);
+  conn.destroy();
+  await master.close();
+});

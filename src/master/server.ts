@@ -113,7 +113,13 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
       throw new DfsError('INVALID_ARGUMENT', `chunk size ${chunkSize} is outside 1..${MAX_CHUNK_SIZE}`);
     }
     const uploadId = newId();
-    await commit({ type: 'begin-upload', uploadId, path: normalisePath(request.path), replication, chunkSize, mtime: Date.now() });
+    const path = normalisePath(request.path);
+    // Like creating a file anywhere else, an upload brings its missing parent directories with it.
+    const parent = path.slice(0, path.lastIndexOf('/')) || '/';
+    if (parent !== '/' && state.lookup(parent) === undefined) {
+      await commit({ type: 'mkdir', path: parent, parents: true, mtime: Date.now() });
+    }
+    await commit({ type: 'begin-upload', uploadId, path, replication, chunkSize, mtime: Date.now() });
     return { response: { uploadId, minReplicas: Math.min(minReplicas, replication) } };
   });
   rpc.register(ALLOCATE_CHUNK, async ({ request }) => {
