@@ -120,8 +120,10 @@ test('a request body that fails mid-way cancels the stream instead of looking co
   }));
   async function* failing() {
     yield Buffer.from('partial');
+    await new Promise((r) => setTimeout(r, 20)); // the server is reading by now
     throw new Error('disk went away');
   }
+  await client.ready;
   await assert.rejects(call(client, SLOW, {}, { body: failing() }));
   await new Promise((r) => setTimeout(r, 20));
   assert.ok(sawError instanceof DfsError, 'the server saw the body fail');
