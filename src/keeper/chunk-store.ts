@@ -1,0 +1,573 @@
+// A keeper's chunks on local disk: verified on the way in, verified on the way out, and
+// consistent after kill -9 at any instant, because a chunk only appears by renaming a complete, fsynced file.
+//
+// Layout of a data directory:
+//   LOCK               pid of the keeper using it (dir-lock.ts)
+//   chunks/ab/<id>     one file per chunk: header (chunk-header.ts) + data; `ab` = the id's first two digits
+//   tmp/               chunks being received; emptied at open, never listed
+//   quarantine/        files found damaged, kept for inspection, never listed
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { DfsError } from '../wire/errors.js';
+import { fsError } from '../workers/errors.js';
+import type { WorkerPool } from '../workers/pool.js';
+import type { FileReadSession, FileWriteSession } from '../workers/file-io.js';
+import {
+  CHUNK_HEADER_SIZE,
+  assertChunkId,
+  assertSha256,
+  decodeChunkHeader,
+  encodeChunkHeader,
+  isChunkId,
+} from './chunk-header.js';
+import { DirLock } from './dir-lock.js';
+
+/** Default largest chunk: 64 MiB. */
+export const DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+/** Default piece size of readStream: 1 MiB. */
+export const DEFAULT_READ_PIECE = 1024 * 1024;
+
+export interface ChunkStoreOptions {
+  /** Workers that hash and do the chunk IO. Shared; the store does not close it. */
+  pool: WorkerPool;
+  /** Bytes of chunk data the store may hold (headers not counted). Default: no limit but the disk. */
+  capacity?: number;
+  /** Largest chunk accepted. Default 64 MiB. */
+  maxChunkSize?: number;
+  /** fsync chunk files and directories before acknowledging. Default true; only tests turn it off. */
+  fsync?: boolean;
+}
+
+export interface ChunkInfo {
+  id: string;
+  size: number;
+  sha256: string;
+  /** ms since the epoch. */
+  created: number;
+}
+
+/** What open found and repaired. */
+export interface OpenReport {
+  chunks: number;
+  /** Leftovers of interrupted writes, deleted. */
+  removedTemp: number;
+  /** Files moved to quarantine/, with the reason. */
+  quarantined: { name: string; reason: string }[];
+  /** Files in chunks/ that are not chunks, left alone and not listed. */
+  ignored: string[];
+  /** Chunk files that could not be opened (errno code), not listed. */
+  unreadable: { name: string; code: string }[];
+}
+
+function fanOut(id: string): string {
+  return id.slice(0, 2);
+}
+
+const HEX = '0123456789abcdef';
+const FAN_DIRS: string[] = [];
+for (const a of HEX) for (const b of HEX) FAN_DIRS.push(a + b);
+
+/** Runs fn over items with at most `limit` in flight. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(lanes);
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class ChunkStore {
+  readonly dir: string;
+  readonly capacity: number;
+  readonly maxChunkSize: number;
+  /** What open found: removed temp files, quarantined and ignored files. */
+  readonly report: OpenReport;
+  private readonly pool: WorkerPool;
+  private readonly fsync: boolean;
+  private readonly lock: DirLock;
+  private readonly index = new Map<string, ChunkInfo>();
+  /** Ids with a writer in progress: one writer per id at a time. */
+  private readonly pending = new Map<string, ChunkWriter>();
+  /** Ids whose file is being deleted or quarantined: a new write must not land before the old file is gone. */
+  private readonly removing = new Set<string>();
+  private usedBytes = 0;
+  private reservedBytes = 0;
+  private closed = false;
+
+  private constructor(dir: string, opts: ChunkStoreOptions, lock: DirLock, report: OpenReport) {
+    this.dir = dir;
+    this.pool = opts.pool;
+    this.capacity = opts.capacity ?? Number.POSITIVE_INFINITY;
+    this.maxChunkSize = opts.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE;
+    this.fsync = opts.fsync ?? true;
+    this.lock = lock;
+    this.report = report;
+  }
+
+  /**
+   * Opens (creating if needed) a data directory: takes its lock, deletes leftover temp files,
+   * and indexes every chunk by reading its header. Damaged chunk files go to quarantine/.
+   */
+  static async open(dir: string, opts: ChunkStoreOptions): Promise<ChunkStore> {
+    const capacity = opts.capacity ?? Number.POSITIVE_INFINITY;
+    if (!(capacity >= 0)) throw new DfsError('INVALID_ARGUMENT', `chunk store capacity must be >= 0, got ${capacity}`);
+    const max = opts.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE;
+    if (!Number.isInteger(max) || max < 0) {
+      throw new DfsError('INVALID_ARGUMENT', `maxChunkSize must be a non-negative integer, got ${max}`);
+    }
+    const root = resolve(dir);
+    try {
+      await mkdir(root, { recursive: true });
+    } catch (err) {
+      throw fsError(err, `create data directory ${root}`);
+    }
+    const lock = await DirLock.acquire(root);
+    try {
+      const report: OpenReport = { chunks: 0, removedTemp: 0, quarantined: [], ignored: [], unreadable: [] };
+      const store = new ChunkStore(lock.dir, opts, lock, report);
+      await store.prepare();
+      return store;
+    } catch (err) {
+      await lock.release();
+      throw err instanceof DfsError ? err : fsError(err, `open data directory ${root}`);
+    }
+  }
+
+  private async prepare(): Promise<void> {
+    const chunks = join(this.dir, 'chunks');
+    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    await mkdir(join(this.dir, 'quarantine'), { recursive: true });
+    await mkdir(chunks, { recursive: true });
+    await eachLimited(FAN_DIRS, 16, (d) => mkdir(join(chunks, d), { recursive: true }).then(() => undefined));
+    if (this.fsync) {
+      await fsyncDir(chunks);
+      await fsyncDir(this.dir);
+    }
+
+    // Interrupted writes: never acknowledged, so never needed.
+    for (const name of await readdir(join(this.dir, 'tmp'))) {
+      await rm(join(this.dir, 'tmp', name), { recursive: true, force: true });
+      this.report.removedTemp++;
+    }
+
+    await eachLimited(FAN_DIRS, this.pool.size * 2, async (fan) => {
+      const scan = await this.pool.scanDir(join(chunks, fan), CHUNK_HEADER_SIZE);
+      for (const f of scan.failed) this.report.unreadable.push({ name: `${fan}/${f.name}`, code: f.code });
+      for (let i = 0; i < scan.names.length; i++) {
+        const name = scan.names[i]!;
+        if (!isChunkId(name)) {
+          this.report.ignored.push(`${fan}/${name}`);
+          continue;
+        }
+        const at = i * CHUNK_HEADER_SIZE;
+        const header = decodeChunkHeader(new Uint8Array(scan.prefixes, at, scan.prefixLengths[i]!));
+        let reason: string | null = null;
+        if ('invalid' in header) reason = header.invalid;
+        else if (header.id !== name) reason = `header names chunk ${header.id}`;
+        else if (fanOut(name) !== fan) reason = `misplaced in chunks/${fan}`;
+        else if (scan.sizes[i] !== CHUNK_HEADER_SIZE + header.size) {
+          reason = `file is ${scan.sizes[i]} bytes, header says ${CHUNK_HEADER_SIZE + header.size}`;
+        }
+        if (reason !== null || 'invalid' in header) {
+          await this.moveToQuarantine(join(chunks, fan, name), name);
+          this.report.quarantined.push({ name: `${fan}/${name}`, reason: reason! });
+          continue;
+        }
+        this.index.set(name, { id: name, size: header.size, sha256: header.sha256, created: header.created });
+        this.usedBytes += header.size;
+      }
+    });
+    this.report.chunks = this.index.size;
+  }
+
+  // ---- Queries ----
+
+  has(id: string): boolean {
+    assertChunkId(id);
+    return this.index.has(id);
+  }
+
+  stat(id: string): ChunkInfo | undefined {
+    assertChunkId(id);
+    const info = this.index.get(id);
+    return info === undefined ? undefined : { ...info };
+  }
+
+  /** Every stored chunk (the inventory a keeper reports). A snapshot. */
+  list(): ChunkInfo[] {
+    return Array.from(this.index.values(), (c) => ({ ...c }));
+  }
+
+  count(): number {
+    return this.index.size;
+  }
+
+  /** Bytes of chunk data stored. */
+  used(): number {
+    return this.usedBytes;
+  }
+
+  /** Bytes promised to writers in progress. */
+  reserved(): number {
+    return this.reservedBytes;
+  }
+
+  // ---- Writing ----
+
+  /**
+   * Starts receiving a chunk. The bytes go to a temp file as they arrive, hashed on the way;
+   * commit() makes the chunk visible only if size and SHA-256 match. An id already stored with the
+   * same size and hash gives a writer that discards what it receives and commits at once (a retry);
+   * with another hash, ALREADY_EXISTS.
+   */
+  async createWriter(id: string, expectedSize: number, expectedSha256: string): Promise<ChunkWriter> {
+    this.assertOpen();
+    assertChunkId(id);
+    assertSha256(expectedSha256);
+    if (!Number.isInteger(expectedSize) || expectedSize < 0 || expectedSize > this.maxChunkSize) {
+      throw new DfsError(
+        'INVALID_ARGUMENT',
+        `chunk ${id}: size ${expectedSize} is not an integer from 0 to ${this.maxChunkSize}`,
+      );
+    }
+    const existing = this.index.get(id);
+    if (existing !== undefined) {
+      if (existing.sha256 === expectedSha256 && existing.size === expectedSize) {
+        return new ChunkWriter(this, id, expectedSize, expectedSha256, null);
+      }
+      throw new DfsError(
+        'ALREADY_EXISTS',
+        `chunk ${id} is already stored with another content (${existing.size} bytes, sha256 ${existing.sha256})`,
+      );
+    }
+    if (this.pending.has(id) || this.removing.has(id)) {
+      const doing = this.pending.has(id) ? 'written by another request' : 'deleted';
+      throw new DfsError('ALREADY_EXISTS', `chunk ${id} is being ${doing}; retry once that finished`, {
+        retriable: true,
+      });
+    }
+    if (this.usedBytes + this.reservedBytes + expectedSize > this.capacity) {
+      throw new DfsError(
+        'NO_SPACE',
+        `chunk ${id} (${expectedSize} bytes) does not fit: ${this.usedBytes} bytes stored and ` +
+          `${this.reservedBytes} reserved of a ${this.capacity}-byte capacity`,
+      );
+    }
+    const temp = join(this.dir, 'tmp', `${id}.${randomBytes(4).toString('hex')}`);
+    const writer = new ChunkWriter(this, id, expectedSize, expectedSha256, temp);
+    this.pending.set(id, writer);
+    this.reservedBytes += expectedSize;
+    try {
+      const header = encodeChunkHeader({ id, size: expectedSize, created: writer.created, sha256: expectedSha256 });
+      writer._session = await this.pool.openFileWriter(temp, { prefix: header });
+    } catch (err) {
+      await this._release(writer);
+      throw fsError(err, `chunk ${id}: create temp file`);
+    }
+    return writer;
+  }
+
+  /** @internal The final path of a chunk. */
+  _path(id: string): string {
+    return join(this.dir, 'chunks', fanOut(id), id);
+  }
+
+  /** @internal Renames the writer's temp file into place once the worker verified it. */
+  async _commit(w: ChunkWriter, session: FileWriteSession): Promise<void> {
+    const final = this._path(w.id);
+    try {
+      const opts = {
+        expect: w.sha256,
+        fsync: this.fsync,
+        renameTo: final,
+        ...(this.fsync ? { syncDir: join(this.dir, 'chunks', fanOut(w.id)) } : {}),
+      };
+      await session.finish(opts);
+    } catch (err) {
+      // The rename may have happened before a failing directory fsync; nothing of this write may stay visible.
+      await rm(final, { force: true }).catch(() => undefined);
+      await this._release(w);
+      throw fsError(err, `chunk ${w.id}: commit`);
+    }
+    this.pending.delete(w.id);
+    this.reservedBytes -= w.size;
+    this.index.set(w.id, { id: w.id, size: w.size, sha256: w.sha256, created: w.created });
+    this.usedBytes += w.size;
+  }
+
+  /** @internal Forgets a writer that will not commit: closes and deletes its temp file. */
+  async _release(w: ChunkWriter): Promise<void> {
+    if (this.pending.get(w.id) !== w) return;
+    this.pending.delete(w.id);
+    this.reservedBytes -= w.size;
+    await w._session?.abort();
+    if (w.tempPath !== null) await rm(w.tempPath, { force: true }).catch(() => undefined);
+  }
+
+  // ---- Reading ----
+
+  /** The whole chunk, returned only if its SHA-256 still matches: a damaged replica fails with CHECKSUM_MISMATCH. */
+  async read(id: string): Promise<{ data: Buffer; sha256: string }> {
+    const info = this.lookup(id);
+    try {
+      const data = await this.pool.readVerified(this._path(id), {
+        offset: CHUNK_HEADER_SIZE,
+        length: info.size,
+        sha256: info.sha256,
+        fileSize: CHUNK_HEADER_SIZE + info.size,
+      });
+      return { data, sha256: info.sha256 };
+    } catch (err) {
+      throw this.readError(id, info, err);
+    }
+  }
+
+  /**
+   * The chunk in pieces of `pieceSize` bytes, for big chunks, with one piece read ahead. The hash
+   * can only be checked at the end: the iterator then throws CHECKSUM_MISMATCH, so a consumer must
+   * not treat the bytes as good before the iteration completed.
+   */
+  async *readStream(id: string, opts: { pieceSize?: number } = {}): AsyncGenerator<Buffer, void, undefined> {
+    const info = this.lookup(id);
+    const pieceSize = opts.pieceSize ?? DEFAULT_READ_PIECE;
+    if (!Number.isInteger(pieceSize) || pieceSize < 1) {
+      throw new DfsError('INVALID_ARGUMENT', `readStream pieceSize must be a positive integer, got ${pieceSize}`);
+    }
+    let session: FileReadSession;
+    try {
+      session = await this.pool.openFileReader(this._path(id), CHUNK_HEADER_SIZE);
+    } catch (err) {
+      throw this.readError(id, info, err);
+    }
+    let finished = false;
+    try {
+      let requested = 0;
+      const request = (): Promise<Buffer> | null => {
+        if (requested >= info.size) return null;
+        const n = Math.min(pieceSize, info.size - requested);
+        requested += n;
+        const p = session.read(n);
+        p.catch(() => undefined); // read ahead: an early return must not leave a rejection unhandled
+        return p;
+      };
+      let next = request();
+      let delivered = 0;
+      while (next !== null) {
+        const piece = await next;
+        delivered += piece.length;
+        // The worker reads until the piece is full or the file ends: a short piece is a truncated file.
+        if (delivered !== requested) {
+          throw new DfsError('CHECKSUM_MISMATCH', `file ends after ${delivered} of ${info.size} data bytes`);
+        }
+        next = request();
+        yield piece;
+      }
+      await session.finish(info.sha256);
+      finished = true;
+    } catch (err) {
+      throw this.readError(id, info, err);
+    } finally {
+      if (!finished) await session.abort();
+    }
+  }
+
+  private lookup(id: string): ChunkInfo {
+    this.assertOpen();
+    assertChunkId(id);
+    const info = this.index.get(id);
+    if (info === undefined) throw new DfsError('NOT_FOUND', `chunk ${id} is not stored on this keeper`);
+    return info;
+  }
+
+  private readError(id: string, info: ChunkInfo, err: unknown): DfsError {
+    const e = fsError(err, `chunk ${id}`);
+    if (e.code === 'NOT_FOUND' && this.index.get(id) === info) {
+      // The file vanished behind the store's back: stop listing it.
+      this.index.delete(id);
+      this.usedBytes -= info.size;
+    }
+    if (e.code === 'CHECKSUM_MISMATCH') {
+      return new DfsError('CHECKSUM_MISMATCH', `chunk ${id} is damaged on this keeper: ${e.message}`, { cause: err });
+    }
+    return e;
+  }
+
+  // ---- Removing ----
+
+  /**
+   * Deletes a chunk; false if it was not stored. Not fsynced: a delete lost to a power failure
+   * brings the chunk back, the next inventory reports it, and the master deletes it again.
+   */
+  async delete(id: string): Promise<boolean> {
+    this.assertOpen();
+    assertChunkId(id);
+    const info = this.index.get(id);
+    if (info === undefined) return false;
+    this.index.delete(id);
+    this.usedBytes -= info.size;
+    this.removing.add(id);
+    try {
+      await rm(this._path(id), { force: true });
+    } catch (err) {
+      throw fsError(err, `delete chunk ${id}`);
+    } finally {
+      this.removing.delete(id);
+    }
+    return true;
+  }
+
+  /** Moves a chunk to quarantine/ (a damaged replica kept for inspection); false if it was not stored. */
+  async quarantine(id: string): Promise<boolean> {
+    this.assertOpen();
+    assertChunkId(id);
+    const info = this.index.get(id);
+    if (info === undefined) return false;
+    this.index.delete(id);
+    this.usedBytes -= info.size;
+    this.removing.add(id);
+    try {
+      await this.moveToQuarantine(this._path(id), id);
+    } finally {
+      this.removing.delete(id);
+    }
+    return true;
+  }
+
+  private async moveToQuarantine(path: string, name: string): Promise<void> {
+    try {
+      await rename(path, join(this.dir, 'quarantine', `${name}.${Date.now()}`));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, `quarantine ${path}`);
+    }
+  }
+
+  // ---- Lifecycle ----
+
+  /** Aborts writers in progress and releases the directory lock. The pool stays open. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(Array.from(this.pending.values(), (w) => w.abort()));
+    await this.lock.release();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DfsError('UNAVAILABLE', `chunk store ${this.dir} is closed`);
+  }
+}
+
+type WriterState = 'open' | 'committing' | 'committed' | 'failed' | 'aborted';
+
+/** Receives one chunk. Obtained from ChunkStore.createWriter. */
+export class ChunkWriter {
+  /** @internal */
+  _session: FileWriteSession | null = null;
+  /** ms since the epoch; recorded in the chunk header. */
+  readonly created = Date.now();
+  private state: WriterState = 'open';
+  private receivedBytes = 0;
+  private failure: DfsError | null = null;
+
+  /** @internal */
+  constructor(
+    private readonly store: ChunkStore,
+    readonly id: string,
+    readonly size: number,
+    readonly sha256: string,
+    /** null when the chunk is already stored and this writer only absorbs a retry. */
+    readonly tempPath: string | null,
+  ) {}
+
+  /** True when the same chunk was already stored: writes are discarded and commit succeeds. */
+  get alreadyStored(): boolean {
+    return this.tempPath === null;
+  }
+
+  get received(): number {
+    return this.receivedBytes;
+  }
+
+  /**
+   * Appends a piece. The piece is copied (or moved, with `transfer`, when it spans its whole
+   * ArrayBuffer) to a worker; memory stays bounded if the caller awaits each write before the next.
+   * Bytes beyond the declared size fail with CHECKSUM_MISMATCH and abort the write.
+   */
+  async write(piece: Uint8Array, opts: { transfer?: boolean } = {}): Promise<void> {
+    this.assertWritable('write');
+    if (this.receivedBytes + piece.byteLength > this.size) {
+      await this.fail(
+        new DfsError(
+          'CHECKSUM_MISMATCH',
+          `chunk ${this.id}: received ${this.receivedBytes + piece.byteLength} bytes, more than the declared ${this.size}`,
+        ),
+      );
+    }
+    this.receivedBytes += piece.byteLength;
+    if (this._session === null) return;
+    try {
+      await this._session.write(piece, opts);
+    } catch (err) {
+      await this.fail(fsError(err, `chunk ${this.id}: write`));
+    }
+  }
+
+  /**
+   * Makes the chunk visible if it has the declared size and SHA-256: the temp file is fsynced,
+   * renamed into place and its directory fsynced before this resolves. Otherwise
+   * CHECKSUM_MISMATCH, and the temp file is gone.
+   */
+  async commit(): Promise<void> {
+    this.assertWritable('commit');
+    if (this.receivedBytes !== this.size) {
+      await this.fail(
+        new DfsError('CHECKSUM_MISMATCH', `chunk ${this.id}: received ${this.receivedBytes} of ${this.size} declared bytes`),
+      );
+    }
+    this.state = 'committing';
+    if (this._session === null) {
+      this.state = 'committed';
+      return;
+    }
+    try {
+      await this.store._commit(this, this._session);
+    } catch (err) {
+      this.state = 'failed';
+      this.failure = err as DfsError;
+      throw err;
+    }
+    this.state = 'committed';
+  }
+
+  /** Drops the write and its temp file. Harmless after a failure; does nothing once commit started. */
+  async abort(): Promise<void> {
+    if (this.state === 'committing' || this.state === 'committed' || this.state === 'aborted') return;
+    if (this.state === 'open') this.state = 'aborted';
+    await this.store._release(this);
+  }
+
+  private assertWritable(what: string): void {
+    if (this.state === 'open') return;
+    if (this.failure !== null) throw this.failure;
+    throw new DfsError('INVALID_ARGUMENT', `chunk ${this.id}: ${what} on a writer that is ${this.state}`);
+  }
+
+  private async fail(err: DfsError): Promise<never> {
+    if (this.state === 'open') {
+      this.state = 'failed';
+      this.failure = err;
+    }
+    await this.store._release(this);
+    throw this.failure ?? err;
+  }
+}
