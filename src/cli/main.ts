@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// The `dfs` binary: dispatches to a subcommand, turns errors into one line on stderr and an exit code.
+
+import { DfsError } from '../wire/errors.js';
+import type { CliIO, Command } from './command.js';
+import { serverCommands } from './server-commands.js';
+import { clientCommands } from './client-commands.js';
+
+const VERSION = '0.1.0';
+const commands: Record<string, Command> = { ...serverCommands, ...clientCommands };
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `dfs ${VERSION}: a distributed file system
+
+usage: dfs <command> [options]
+
+commands:
+${lines.join('\n')}
+
+Client commands take the master from --master HOST:PORT or DFS_MASTER.
+Run dfs <command> --help for a command's options.`;
+}
+
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === 'version') {
+    io.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    io.stderr.write(`dfs: unknown command '${name}'; run dfs --help for the list\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    if (err instanceof DfsError) {
+      io.stderr.write(`dfs ${name}: ${err.message} (${err.code})\n`);
+      return err.code === 'INVALID_ARGUMENT' ? 2 : 1;
+    }
+    io.stderr.write(`dfs ${name}: ${(err as Error)?.stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+const controller = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    // A second signal means: stop now.
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  });
+}
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+});
+
+main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal })
+  .then((code) => {
+    process.exitCode = code;
+    // Long-running roles have closed their servers; short commands may hold pooled connections.
+    setTimeout(() => process.exit(code), 100).unref();
+  });

@@ -1,0 +1,53 @@
+// The dfs binary as a person runs it: usage, unknown commands, bad arguments and an unreachable
+// master each give one clear line and a non-zero exit, never a stack trace.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+function dfs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', main, ...args], { env: { ...process.env, DFS_MASTER: '', ...env }, timeout: 20_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+test('dfs --help lists every command; a command\'s --help shows its options', async () => {
+  const top = await dfs(['--help']);
+  assert.equal(top.code, 0);
+  for (const name of ['master', 'keeper', 'dev', 'put', 'get', 'cat', 'ls', 'stat', 'rm', 'mkdir', 'mv', 'status']) {
+    assert.match(top.stdout, new RegExp(`^  ${name} `, 'm'), `${name} missing from dfs --help`);
+  }
+  const keeper = await dfs(['keeper', '--help']);
+  assert.equal(keeper.code, 0);
+  assert.match(keeper.stdout, /--capacity BYTES/);
+});
+
+test('an unknown command and a bad option fail with one line and exit 2', async () => {
+  const unknown = await dfs(['frobnicate']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  const bad = await dfs(['master', '--listen', 'nowhere', '--data', '/tmp/x']);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 1);
+  assert.match(bad.stderr, /--listen 'nowhere' is not HOST:PORT/);
+  const missing = await dfs(['keeper', '--listen', '127.0.0.1:0']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--master is required/);
+  const capacity = await dfs(['keeper', '--master', '127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--capacity', 'lots']);
+  assert.equal(capacity.code, 2);
+  assert.match(capacity.stderr, /--capacity 'lots' is not a byte count/);
+});
+
+test('a client command without a master, or with an unreachable one, says so', async () => {
+  const none = await dfs(['ls', '/']);
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /master/i);
+  const unreachable = await dfs(['ls', '/', '--master', '127.0.0.1:1']);
+  assert.notEqual(unreachable.code, 0);
+  assert.match(unreachable.stderr, /UNAVAILABLE|cannot connect/);
+  assert.doesNotMatch(unreachable.stderr, /\n\s+at /, 'no stack trace');
+});
