@@ -3,8 +3,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodeReset, parseReset } from '../src/wire/index.js';
-import { RpcServer, registerEcho, type WireStream } from '../src/transport/index.js';
+import { FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodePreface, encodeReset, parseReset } from '../src/wire/index.js';
+import { Connection, RpcServer, duplexPair, registerEcho, type WireStream } from '../src/transport/index.js';
 import { DfsError } from '../src/wire/index.js';
 import { RawPeer } from './helpers/raw-peer.js';
 
@@ -211,4 +211,15 @@ test('a long reason is cut so RESET fits the peer\'s smallest MAX_FRAME_SIZE', a
   assert.ok(f.payload.length <= 1024, `RESET payload of ${f.payload.length} bytes`);
   assert.equal(parseReset(f.payload, 1).code, 'NOT_FOUND');
   peer.conn.destroy();
+});
+
+test('a peer that sends but never reads is cut off once its queued output passes the limit', async () => {
+  const [ours, theirs] = duplexPair(1024);
+  const conn = new Connection(theirs, { role: 'server', limits: { maxBufferedOutput: 4096, pingsPerSecond: 10_000 } });
+  const closed = new Promise<Error | null>((resolve) => conn.once('close', resolve));
+  // Never read `ours`: every PONG the connection owes piles up on its side.
+  ours.write(Buffer.concat([encodePreface(), encodeHello({}), ...Array.from({ length: 600 }, (_, i) => encodePing(Buffer.alloc(8, i)))]));
+  const err = await closed;
+  assert.match(String(err?.message), /not reading/);
+  ours.destroy();
 });
