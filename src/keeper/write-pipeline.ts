@@ -55,25 +55,21 @@ async function runWrite(opts: WritePipelineOptions, stallMs: number, request: Wr
   });
   let received = 0;
   try {
-    // destroyOnReturn false: leaving early must not reset the stream this hop still replies on.
-    for await (const piece of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      watchdog.pause();
+    await pump(body, (piece) => {
       received += piece.length;
       if (received > size) {
         // The body is not the chunk it claims to be: stop here rather than read an unbounded body.
         const err = new DfsError('CHECKSUM_MISMATCH', `chunk ${chunkId}: body exceeds the declared ${size} bytes`);
         local.fail(err);
         forward?.abort(err, 'not written: the body exceeded the declared size');
-        break;
+        return 'stop';
       }
-      const waits: Promise<void>[] = [];
-      const down = forward?.write(piece);
-      if (down) waits.push(down);
+      const down = forward?.write(piece) ?? null;
       const disk = local.write(piece);
-      if (disk) waits.push(disk);
-      if (waits.length > 0) await Promise.all(waits);
-      watchdog.resume();
-    }
+      if (!down && !disk) return null;
+      watchdog.pause();
+      return (down && disk ? Promise.all([down, disk]) : (down ?? disk)!).then(() => watchdog.resume());
+    });
   } catch (err) {
     // The body itself broke (upstream reset or stalled): nothing here may look complete.
     const failure = asDfsError(err, 'CANCEL');
@@ -91,6 +87,50 @@ async function runWrite(opts: WritePipelineOptions, stallMs: number, request: Wr
 }
 
 type Outcome = { status: ErrorCode; message?: string };
+
+/**
+ * Feeds a request body to `onPiece` in flowing mode, one frame's payload at a time (a paused
+ * stream's read() would concatenate what is buffered: a copy of every byte), and pauses while the
+ * promise `onPiece` returns is pending. Resolves at the end of the body once the last promise
+ * settled, or at once when `onPiece` says 'stop'; rejects when the body breaks.
+ */
+function pump(body: WireStream, onPiece: (piece: Buffer) => Promise<unknown> | null | 'stop'): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    let pending: Promise<unknown> | null = null;
+    const finish = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onData = (piece: Buffer) => {
+      const next = onPiece(piece);
+      if (next === null) return;
+      body.pause();
+      if (next === 'stop') return finish();
+      const current = next.then(() => {
+        if (pending === current) pending = null;
+        if (!settled) body.resume();
+      }, finish);
+      pending = current;
+    };
+    // 'end' can come while the last piece is still being taken: finish after it.
+    const onEnd = () => void (pending ?? Promise.resolve()).then(() => finish());
+    const onError = (err: Error) => finish(err);
+    const onClose = () => {
+      if (!body.readableEnded) finish(new DfsError('CANCEL', 'the request body was closed before its end'));
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    body.once('close', onClose);
+  });
+}
 
 function asDfsError(err: unknown, fallback: ErrorCode): DfsError {
   if (err instanceof DfsError) return err;
