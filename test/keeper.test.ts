@@ -325,11 +325,13 @@ test('a slow downstream pushes back on the writer, and the bytes between them st
   let written = 0;
   let refusals = 0;
   let maxLag = 0;
+  let maxLoad = 0;
   const piece = 64 * 1024;
   while (written < data.length) {
     const ok = stream.write(data.subarray(written, written + piece));
     written += piece;
     maxLag = Math.max(maxLag, written - consumed);
+    maxLoad = Math.max(maxLoad, k1.load);
     if (!ok) {
       refusals++;
       await new Promise((resolve) => stream.once('drain', resolve));
@@ -342,6 +344,8 @@ test('a slow downstream pushes back on the writer, and the bytes between them st
   assert.ok(refusals > 100, `write() returned false ${refusals} times`);
   // Stream windows of 1 MiB per hop plus the writable buffers: a few MiB, never the 16 MiB chunk.
   assert.ok(maxLag <= 4 * 1024 * 1024, `writer ran ${maxLag} bytes ahead of the slow keeper`);
+  assert.equal(maxLoad, 1, 'the write in flight counts as load');
+  assert.equal(k1.load, 0);
 });
 
 test('READ_CHUNK of a chunk this keeper does not hold is NOT_FOUND', async (t) => {
@@ -363,6 +367,22 @@ test('a replica damaged on disk is never served: CHECKSUM_MISMATCH, and it is qu
   await fh.close();
   await assert.rejects(readChunk(t, k.address, chunkId), { code: 'CHECKSUM_MISMATCH' });
   assert.equal(k.store.has(chunkId), false);
+});
+
+test('close stops heartbeats and sends GOAWAY to connected peers', async (t) => {
+  const master = await fakeMaster(t);
+  const k = await keeper(t, master.address);
+  await waitFor('a heartbeat', () => master.beats.length > 0);
+  const conn = await client(t, k.address);
+  let goAway = false;
+  conn.on('goaway', () => {
+    goAway = true;
+  });
+  await k.close();
+  assert.ok(goAway, 'the client was told with GOAWAY');
+  const beats = master.beats.length;
+  await sleep(200);
+  assert.equal(master.beats.length, beats, 'no heartbeat after close');
 });
 
 test('the keeper id survives a restart on the same data directory', async (t) => {
