@@ -17,6 +17,7 @@ import { decodeRecord, encodeRecord, type Decoded } from '../src/wire/fields.js'
 import { DfsError } from '../src/wire/errors.js';
 import { HEARTBEAT, READ_CHUNK, WRITE_CHUNK } from '../src/protocol/ops.js';
 import { startKeeper, type KeeperHandle, type KeeperOptions } from '../src/keeper/keeper.js';
+import { WorkerPool } from '../src/workers/pool.js';
 
 type T = { after(fn: () => Promise<void> | void): void };
 type Heartbeat = Decoded<typeof HEARTBEAT.request>;
@@ -250,6 +251,28 @@ test('an upstream reset mid-body aborts the write on every hop', async (t) => {
   for (const k of ks) assert.equal(k.store.has(chunkId), false);
 });
 
+test('an upstream reset while the keeper is still opening the write is not missed', async (t) => {
+  // The reset lands while the keeper waits for its worker to create the temp file; the body's
+  // 'error' has come and gone by the time it starts reading, and must not leave the write hanging.
+  const master = await fakeMaster(t);
+  const pool = new WorkerPool({ size: 1 });
+  t.after(() => pool.close());
+  const k = await keeper(t, master.address, { pool });
+  const conn = await client(t, k.address);
+  const big = randomBytes(32 * 1024 * 1024);
+  for (let i = 0; i < 3; i++) {
+    const busy = pool.sha256(big); // holds the only worker
+    const data = randomBytes(1000);
+    const header = encodeRecord(WRITE_CHUNK.request, { chunkId: newId(), size: data.length, sha256: sha(data), downstream: [] });
+    const stream = conn.openStream(WRITE_CHUNK.op, WRITE_CHUNK.version, header);
+    stream.on('error', () => {});
+    await waitFor('the keeper to take the request', () => k.load === 1);
+    stream.destroy(new DfsError('CANCEL', 'client gave up at once'));
+    await busy;
+    await waitFor('the write to be dropped', () => k.store.reserved() === 0 && k.load === 0, 3000);
+  }
+});
+
 test('an upstream that stops sending is cut off after the stall deadline and its write dropped', async (t) => {
   const master = await fakeMaster(t);
   const k = await keeper(t, master.address, { stallMs: 200 });
@@ -270,7 +293,8 @@ test('a downstream that stops reading is reported with DEADLINE_EXCEEDED; the ho
   const rpc = new RpcServer().register(WRITE_CHUNK, ({ signal }) => new Promise((_, reject) => {
     signal.addEventListener('abort', () => reject(signal.reason), { once: true });
   }));
-  const stuck = await listen({ host: '127.0.0.1', port: 0 }, (conn) => rpc.serve(conn));
+  const stuckId = newId();
+  const stuck = await listen({ host: '127.0.0.1', port: 0, agent: `dfs-keeper ${stuckId}` }, (conn) => rpc.serve(conn));
   t.after(() => stuck.close());
   const stuckAddress = `127.0.0.1:${stuck.address.port}`;
   const data = randomBytes(4 * 1024 * 1024);
@@ -279,6 +303,7 @@ test('a downstream that stops reading is reported with DEADLINE_EXCEEDED; the ho
     { chunkId, size: data.length, sha256: sha(data), downstream: [stuckAddress] }, { body: data });
   assert.equal(response.acks[0]!.status, 'NO_ERROR');
   assert.deepEqual([response.acks[1]!.address, response.acks[1]!.status], [stuckAddress, 'DEADLINE_EXCEEDED']);
+  assert.equal(response.acks[1]!.keeperId, stuckId, 'the failed keeper is named by the id in its HELLO');
   assert.ok((await readChunk(t, k1.address, chunkId)).body.equals(data));
 });
 

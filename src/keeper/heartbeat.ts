@@ -20,6 +20,8 @@ export interface HeartbeatOptions {
   /** What to report; called before each heartbeat. */
   report: () => Promise<HeartbeatReport> | HeartbeatReport;
   log: (line: string) => void;
+  /** Sent in HELLO, for the master's logs. */
+  agent?: string;
   /** Time allowed for connecting and for each reply. Default max(2 s, 3 intervals). */
   timeoutMs?: number;
 }
@@ -70,7 +72,7 @@ export class HeartbeatLoop {
         if (!this.conn?.isUsable) {
           this.conn?.destroy();
           this.conn = null;
-          this.conn = await connect(master, { timeoutMs, signal, agent: 'dfs-keeper' });
+          this.conn = await connect(master, { timeoutMs, signal, agent: this.options.agent ?? 'dfs-keeper' });
         }
         const report = await this.options.report();
         const { response } = await callForBuffer(this.conn, HEARTBEAT, report, { timeoutMs, signal, maxBodyBytes: 0 });

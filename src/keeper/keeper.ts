@@ -11,7 +11,7 @@ import { ChunkStore } from './chunk-store.js';
 import { loadOrCreateKeeperId } from './keeper-id.js';
 import { PeerPool } from './peer-pool.js';
 import { HeartbeatLoop, type HeartbeatReport } from './heartbeat.js';
-import { writeChunkHandler } from './write-pipeline.js';
+import { keeperAgent, writeChunkHandler } from './write-pipeline.js';
 import { readChunkHandler } from './read-chunk.js';
 
 export interface KeeperOptions {
@@ -80,7 +80,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
       load += delta;
     };
     let advertised = options.advertise ?? '';
-    const peers = new PeerPool({ agent: `dfs-keeper ${id}` });
+    const peers = new PeerPool({ agent: keeperAgent(id) });
     const rpc = new RpcServer()
       .register(WRITE_CHUNK, writeChunkHandler({
         store: opened,
@@ -90,7 +90,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
         ...(options.stallMs === undefined ? {} : { stallMs: options.stallMs }),
       }))
       .register(READ_CHUNK, readChunkHandler({ store: opened, log, onActive }));
-    const wire = await listen({ host: options.listen.host, port: options.listen.port, agent: `dfs-keeper ${id}` }, (conn) => rpc.serve(conn));
+    const wire = await listen({ host: options.listen.host, port: options.listen.port, agent: keeperAgent(id) }, (conn) => rpc.serve(conn));
     server = wire;
     if (!advertised) advertised = formatAddress(wire.address);
     else parseAddress(advertised, 'advertised keeper address');
@@ -128,6 +128,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
       intervalMs: heartbeatMs,
       report: buildReport,
       log,
+      agent: keeperAgent(id),
     });
     heartbeat.start();
     log(`keeper ${id} serving ${advertised} from ${opened.dir}, reporting to master ${formatAddress(options.master)}`);

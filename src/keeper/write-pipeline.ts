@@ -125,6 +125,11 @@ function pump(body: WireStream, onPiece: (piece: Buffer) => Promise<unknown> | n
     const onClose = () => {
       if (!body.readableEnded) finish(new DfsError('CANCEL', 'the request body was closed before its end'));
     };
+    // The upstream may have reset while the sinks were being opened: its 'error' has been and gone.
+    if (body.destroyed) {
+      reject(body.errored ?? new DfsError('CANCEL', 'the request body was closed before its end'));
+      return;
+    }
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onError);
@@ -203,6 +208,8 @@ class Forwarder {
   /** Why the next keeper failed, and what that means for the hops after it. */
   private failure: { code: ErrorCode; message: string; rest: string } | null = null;
   private readonly hops: string[];
+  /** The next keeper's id, from the agent in its HELLO, so even its failure is named by id. */
+  private nextId = '';
 
   constructor(private readonly peers: PeerPool, private readonly request: WriteRequest, private readonly stallMs: number) {
     this.hops = request.downstream;
@@ -215,6 +222,7 @@ class Forwarder {
   async open(): Promise<void> {
     try {
       const conn = await this.peers.get(this.next);
+      this.nextId = keeperIdFromAgent(conn.peerAgent);
       const header = encodeRecord(WRITE_CHUNK.request, { ...this.request, downstream: this.hops.slice(1) });
       const stream = conn.openStream(WRITE_CHUNK.op, WRITE_CHUNK.version, header);
       stream.on('error', () => {});
@@ -287,7 +295,7 @@ class Forwarder {
     }
     const f = this.failure!;
     return this.hops.map((address, i) => i === 0
-      ? { keeperId: '', address, status: f.code, message: f.message }
+      ? { keeperId: this.nextId, address, status: f.code, message: f.message }
       : { keeperId: '', address, status: 'PIPELINE_FAILED', message: f.rest });
   }
 
@@ -297,6 +305,16 @@ class Forwarder {
       keeperId: '', address, status: 'PIPELINE_FAILED', message: `keeper ${this.next} gave no acknowledgement for this hop`,
     });
   }
+}
+
+/** Keepers announce themselves in HELLO as `dfs-keeper <id>`; '' for any other agent. */
+export function keeperAgent(id: string): string {
+  return `dfs-keeper ${id}`;
+}
+
+function keeperIdFromAgent(agent: string): string {
+  const m = /^dfs-keeper ([0-9a-f]{32})$/.exec(agent);
+  return m ? m[1]! : '';
 }
 
 /** Fires when upstream bytes stop arriving for `ms`; paused while this hop waits on its own sinks. */
