@@ -31,7 +31,7 @@ const BODIES: Record<string, [string, string]> = {
 };
 
 export function renderOpsTable(): string {
-  const list = Object.values(ops).filter(isOperation).sort((a, b) => a.op - b.op);
+  const list = (Object.values(ops) as unknown[]).filter(isOperation).sort((a, b) => a.op - b.op);
   const lines = [
     '| Op | Code | Version | Request header | Reply header | Request body | Reply body |',
     '|---|---|---|---|---|---|---|',
