@@ -312,3 +312,16 @@ test('invalid put options are refused before the master is asked', async (t) => 
   await assert.rejects(client.put('/x', Buffer.alloc(1), { replication: 256 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
   assert.equal(cluster.begun.length, 0);
 });
+
+test('a signal aborted before the call is CANCEL as a DfsError, and nothing reaches the master', async (t) => {
+  const { cluster, client } = await setup(t);
+  const signal = AbortSignal.abort();
+  const isCancel = (e: unknown) => e instanceof DfsError && e.code === 'CANCEL';
+  await assert.rejects(client.list('/', { signal }), isCancel);
+  await assert.rejects(client.stat('/', { signal }), isCancel);
+  await assert.rejects(client.get('/x', { signal }), isCancel);
+  await assert.rejects(client.put('/x', Buffer.alloc(1), { signal }), isCancel);
+  await assert.rejects(client.mkdir('/x', { signal }), isCancel);
+  assert.equal(cluster.begun.length, 0);
+  assert.equal(cluster.dirs.has('/x'), false);
+});

@@ -24,7 +24,7 @@ export class ConnectionCache {
    */
   async get(address: string, signal?: AbortSignal): Promise<Connection> {
     if (this.closed) throw new DfsError('CANCEL', `the dfs client is closed; cannot reach ${address}`);
-    signal?.throwIfAborted();
+    if (signal?.aborted) throw cancelled(signal, `connecting to ${address} was cancelled`);
     const cached = this.open.get(address);
     if (cached !== undefined && cached.isUsable) return cached;
     let pending = this.connecting.get(address);
@@ -90,6 +90,11 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
       (e) => { signal.removeEventListener('abort', onAbort); reject(e); },
     );
   });
+}
+
+/** Throws CANCEL (or the signal's own DfsError reason) when `signal` is aborted. */
+export function throwIfCancelled(signal: AbortSignal | undefined, why: string): void {
+  if (signal?.aborted) throw cancelled(signal, why);
 }
 
 /** The DfsError for an aborted signal: its reason when that is a DfsError, else CANCEL. */

@@ -7,7 +7,7 @@ import { call, readAll } from '../transport/index.js';
 import { DfsError, type ErrorCode } from '../wire/errors.js';
 import { READ_CHUNK } from '../protocol/ops.js';
 import type { WorkerPool } from '../workers/pool.js';
-import { cancelled, type ConnectionCache } from './connections.js';
+import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
 import type { ChunkLocation, ReplicaFailure, ReplicaInfo, StatInfo } from './types.js';
 
 /** Chunks fetched ahead of the reader. */
@@ -123,7 +123,7 @@ export async function fetchChunk(ctx: DownloadContext, stat: StatInfo, index: nu
   const failures: ReplicaFailure[] = [];
   const tried = new Set<string>();
   for (;;) {
-    signal.throwIfAborted();
+    throwIfCancelled(signal, `get ${stat.path} was cancelled`);
     // Chosen afresh after each failure: the loads have moved on while this replica was tried.
     const replica = replicaOrder(chunk.replicas, index, (a) => ctx.readsInFlight.get(a) ?? 0).find((r) => !tried.has(r.address));
     if (replica === undefined) break;

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { callForBuffer, type Body, type Operation } from '../transport/index.js';
 import { DfsError } from '../wire/errors.js';
 import type { Decoded, Schema } from '../wire/fields.js';
-import type { ConnectionCache } from './connections.js';
+import { throwIfCancelled, type ConnectionCache } from './connections.js';
 
 /** Attempts per master request. */
 export const MASTER_ATTEMPTS = 3;
@@ -30,7 +30,7 @@ export class MasterLink {
   ): Promise<{ response: Decoded<R>; body: Buffer }> {
     let lastError: unknown;
     for (let attempt = 1; attempt <= MASTER_ATTEMPTS; attempt++) {
-      options.signal?.throwIfAborted();
+      throwIfCancelled(options.signal, `${operation.name} was cancelled`);
       const conn = await this.cache.get(this.address, options.signal);
       try {
         return await callForBuffer(conn, operation, request, {
@@ -41,7 +41,8 @@ export class MasterLink {
         });
       } catch (err) {
         lastError = err;
-        if (options.signal?.aborted || !(err instanceof DfsError)) throw err;
+        throwIfCancelled(options.signal, `${operation.name} was cancelled`);
+        if (!(err instanceof DfsError)) throw err;
         const notProcessed = err.code === 'REFUSED_STREAM';
         const lostReply = err.code === 'CONNECTION_CLOSED' || err.code === 'IDLE_TIMEOUT';
         // A body is a stream that was consumed by the first attempt; it cannot be sent twice.

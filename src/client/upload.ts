@@ -10,7 +10,7 @@ import { ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, WRITE_
 import { encodeRecord } from '../wire/fields.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { chunkSource, checkChunkSize, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
-import { cancelled, type ConnectionCache } from './connections.js';
+import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
 import { backoffMs, type MasterLink } from './master-link.js';
 import type { PutProgress, PutResult, ReplicaInfo } from './types.js';
 
@@ -57,7 +57,7 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
   const chunkSize = checkChunkSize(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY);
   const outer = options.signal;
-  outer?.throwIfAborted();
+  throwIfCancelled(outer, `put ${path} was cancelled`);
 
   const begun = await ctx.master.call(BEGIN_UPLOAD, { path, replication, chunkSize }, { signal: outer });
   const { uploadId } = begun.response;
@@ -139,7 +139,7 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
   const attempts: string[] = [];
   let lastCode: ErrorCode = 'PIPELINE_FAILED';
   for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS; attempt++) {
-    signal.throwIfAborted();
+    throwIfCancelled(signal, `put ${job.path} was cancelled`);
     const allocated = await ctx.master.call(
       ALLOCATE_CHUNK,
       { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) },

@@ -1,0 +1,255 @@
+// Real `dfs` processes on real sockets: a master and three keepers, files written and read back
+// through the client API and through the `dfs` command. What users rely on most is that the bytes
+// they get are the bytes they put, also after a keeper dies or a replica rots on disk.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Readable } from 'node:stream';
+import { connect, DfsError, type DfsClient } from '../src/index.js';
+import { createRng, fuzzSeed } from './helpers/fuzz.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const MAIN = join(ROOT, 'src/cli/main.ts');
+const rng = createRng(fuzzSeed());
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+interface Proc {
+  child: ChildProcess;
+  address: string;
+  log: string[];
+}
+
+let dir: string;
+let master: Proc;
+const keepers: Proc[] = [];
+let client: DfsClient;
+
+/** Starts `dfs ARGS...` and resolves with its address once a log line matching `ready` names it. */
+function startDfs(args: string[], ready: RegExp): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log: string[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dfs ${args[0]} did not start in 20 s:\n${log.join('')}`)), 20_000);
+    const onData = (d: Buffer) => {
+      log.push(d.toString());
+      const m = ready.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, address: m[1]!, log });
+      }
+    };
+    child.stderr!.on('data', onData);
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`dfs ${args[0]} exited with ${code}:\n${log.join('')}`));
+    });
+  });
+}
+
+/** Runs the `dfs` command to completion. */
+function dfs(args: string[]): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DFS_MASTER: master.address },
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on('data', (d: Buffer) => out.push(d));
+  child.stderr!.on('data', (d: Buffer) => err.push(d));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() })));
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function readAllOf(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of stream) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dfs-e2e-'));
+  master = await startDfs(['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'master'), '--dead-after', '1500'], /listening on (\S+?),/);
+  for (let i = 0; i < 3; i++) {
+    keepers.push(await startDfs(
+      ['keeper', '--master', master.address, '--listen', '127.0.0.1:0', '--data', join(dir, `keeper${i}`), '--zone', `z${i}`],
+      /serving (\S+) from/,
+    ));
+  }
+  client = await connect({ master: master.address });
+  await waitFor('three live keepers', async () => (await client.status()).keepers.filter((k) => k.alive).length === 3);
+});
+
+after(async () => {
+  await client?.close();
+  for (const p of [...keepers, master]) {
+    if (p && p.child.exitCode === null) {
+      p.child.kill('SIGTERM');
+      await new Promise((r) => p.child.once('exit', r));
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('files of every size around the chunk size round-trip byte for byte', async () => {
+  const chunkSize = 64 * 1024;
+  await client.mkdir('/sizes', { parents: true });
+  for (const size of [0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 5 * chunkSize + 17]) {
+    const data = rng.bytes(size);
+    const path = `/sizes/f${size}`;
+    await client.put(path, Readable.from(size > 0 ? [data] : []), { chunkSize });
+    const st = await client.stat(path);
+    assert.equal(st.size, size);
+    assert.equal(st.chunks.length, Math.ceil(size / chunkSize));
+    for (const c of st.chunks) assert.equal(c.replicas.length, 3, 'three replicas in three zones');
+    const back = await readAllOf(await client.get(path));
+    assert.equal(back.length, size);
+    assert.equal(sha(back), sha(data), `${size} bytes`);
+  }
+  const listed = await client.list('/sizes');
+  assert.equal(listed.length, 6);
+});
+
+test('a file of several default-size chunks round-trips and replaces an older file at the same path', async () => {
+  const data = rng.bytes(20 * 1024 * 1024 + 5);
+  await client.put('/big.bin', Buffer.from('old'));
+  await client.put('/big.bin', data);
+  const st = await client.stat('/big.bin');
+  assert.equal(st.chunkSize, 8 * 1024 * 1024);
+  assert.equal(st.chunks.length, 3);
+  assert.equal(sha(await readAllOf(await client.get('/big.bin'))), sha(data));
+});
+
+test('the dfs command: mkdir, put, ls, stat, get, cat, mv, rm and status', async () => {
+  const local = join(dir, 'local.bin');
+  const data = rng.bytes(300_000);
+  await writeFile(local, data);
+
+  assert.equal((await dfs(['mkdir', '-p', '/cli/sub'])).code, 0);
+  const put = await dfs(['put', local, '/cli/sub/', '--chunk-size', '100KiB', '--replication', '2']);
+  assert.equal(put.code, 0, put.stderr);
+  assert.equal(put.stderr, '', 'no progress bar when stderr is not a terminal');
+
+  const ls = await dfs(['ls', '-l', '/cli/sub']);
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.match(ls.stdout.toString(), /^- +2 +293 KiB .* local\.bin\n$/);
+  const json = JSON.parse((await dfs(['ls', '--json', '/cli'])).stdout.toString());
+  assert.deepEqual(json.map((e: { name: string; type: string }) => [e.name, e.type]), [['sub', 'directory']]);
+
+  const st = JSON.parse((await dfs(['stat', '--json', '/cli/sub/local.bin'])).stdout.toString());
+  assert.equal(st.size, data.length);
+  assert.equal(st.chunks.length, 3);
+  assert.ok(st.chunks.every((c: { replicas: unknown[] }) => c.replicas.length === 2));
+  const human = (await dfs(['stat', '/cli/sub/local.bin'])).stdout.toString();
+  assert.match(human, /replication: 2/);
+  for (const k of keepers) if (st.chunks.some((c: { replicas: { address: string }[] }) => c.replicas.some((r) => r.address === k.address))) assert.ok(human.includes(k.address));
+
+  const target = join(dir, 'copy.bin');
+  const get = await dfs(['get', '/cli/sub/local.bin', target]);
+  assert.equal(get.code, 0, get.stderr);
+  assert.ok((await readFile(target)).equals(data));
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('dfs-part')), [], 'no temporary file left behind');
+
+  const cat = await dfs(['cat', '/cli/sub/local.bin']);
+  assert.equal(cat.code, 0, cat.stderr);
+  assert.ok(cat.stdout.equals(data));
+  const dash = await dfs(['get', '/cli/sub/local.bin', '-']);
+  assert.ok(dash.stdout.equals(data));
+
+  assert.equal((await dfs(['mv', '/cli/sub/local.bin', '/cli/moved.bin'])).code, 0);
+  assert.deepEqual((await dfs(['ls', '/cli'])).stdout.toString().split('\n').filter(Boolean).sort(), ['moved.bin', 'sub/']);
+  assert.equal((await dfs(['rm', '-r', '/cli'])).code, 0);
+  const gone = await dfs(['ls', '/cli']);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /^dfs ls: .*\(NOT_FOUND\)\n$/);
+
+  const status = JSON.parse((await dfs(['status', '--json'])).stdout.toString());
+  assert.equal(status.totals.alive, 3);
+  assert.equal(status.keepers.length, 3);
+  assert.match((await dfs(['status'])).stdout.toString(), /keepers: 3 alive, 0 dead/);
+});
+
+test('the dfs command reports errors in one line with the code and exits non-zero', async () => {
+  const missingRemote = await dfs(['get', '/no/such/file', join(dir, 'x')]);
+  assert.equal(missingRemote.code, 1);
+  assert.match(missingRemote.stderr, /^dfs get: .*\(NOT_FOUND\)\n$/);
+  const missingLocal = await dfs(['put', join(dir, 'absent.bin'), '/absent.bin']);
+  assert.equal(missingLocal.code, 1);
+  assert.equal(missingLocal.stderr, `dfs put: local file '${join(dir, 'absent.bin')}' does not exist (NOT_FOUND)\n`);
+  const noMaster = await dfs(['ls', '--master', '127.0.0.1:1']);
+  assert.equal(noMaster.code, 1);
+  assert.match(noMaster.stderr, /^dfs ls: .*127\.0\.0\.1:1.*\(UNAVAILABLE\)\n$/);
+});
+
+test('a replica damaged on disk is skipped: the reader gets the right bytes from another keeper', async () => {
+  const data = rng.bytes(200_000);
+  await client.put('/rot.bin', data, { chunkSize: 100_000 });
+  const st = await client.stat('/rot.bin');
+  // Flip the last byte of every chunk file on two of the three keepers: most first reads hit damage.
+  let damaged = 0;
+  for (const i of [0, 1]) {
+    for (const c of st.chunks) {
+      const file = join(dir, `keeper${i}`, 'chunks', c.id.slice(0, 2), c.id);
+      const fh = await open(file, 'r+').catch(() => null);
+      if (!fh) continue;
+      const { size } = await fh.stat();
+      const b = Buffer.alloc(1);
+      await fh.read(b, 0, 1, size - 1);
+      b[0]! ^= 0xff;
+      await fh.write(b, 0, 1, size - 1);
+      await fh.close();
+      damaged++;
+    }
+  }
+  assert.equal(damaged, 2 * st.chunks.length, 'two replicas of each chunk were damaged');
+  for (let round = 0; round < 3; round++) assert.equal(sha(await readAllOf(await client.get('/rot.bin'))), sha(data));
+});
+
+test('after a keeper dies, files still read from the survivors and new files are written to them', async () => {
+  const data = rng.bytes(500_000);
+  await client.put('/survive.bin', data, { chunkSize: 100_000 });
+  const victim = keepers[2]!;
+  victim.child.kill('SIGKILL');
+  await new Promise((r) => victim.child.once('exit', r));
+  assert.equal(sha(await readAllOf(await client.get('/survive.bin'))), sha(data), 'read around the dead keeper');
+  await waitFor('the master to see the keeper dead', async () => (await client.status()).keepers.filter((k) => k.alive).length === 2);
+  const fresh = rng.bytes(250_000);
+  await client.put('/after.bin', fresh, { chunkSize: 100_000 });
+  const st = await client.stat('/after.bin');
+  for (const c of st.chunks) assert.ok(!c.replicas.some((r) => r.address === victim.address), 'nothing placed on the dead keeper');
+  assert.equal(sha(await readAllOf(await client.get('/after.bin'))), sha(fresh));
+  const status = await dfs(['status']);
+  assert.match(status.stdout.toString(), /keepers: 2 alive, 1 dead/);
+  assert.match(status.stdout.toString(), /dead \(\d+s\)/);
+});
+
+test('an interrupted put leaves no file behind, and an older file at the path stays as it was', async () => {
+  const old = rng.bytes(1000);
+  await client.put('/interrupted.bin', old);
+  const controller = new AbortController();
+  let pieces = 0;
+  const source = new Readable({
+    read() {
+      pieces++;
+      if (pieces === 5) setTimeout(() => controller.abort(), 50);
+      if (pieces <= 5) this.push(rng.bytes(64 * 1024));
+    },
+  });
+  await assert.rejects(client.put('/interrupted.bin', source, { chunkSize: 64 * 1024, signal: controller.signal }), (e: DfsError) => e.code === 'CANCEL');
+  await assert.rejects(client.put('/never-there.bin', Readable.from([Buffer.alloc(10)]), { signal: AbortSignal.abort() }), (e: DfsError) => e.code === 'CANCEL');
+  await assert.rejects(client.stat('/never-there.bin'), (e: DfsError) => e.code === 'NOT_FOUND');
+  assert.equal(sha(await readAllOf(await client.get('/interrupted.bin'))), sha(old));
+});
