@@ -142,6 +142,8 @@ test('the progress line shows bytes, percentage, bar, rate and ETA', () => {
   const narrow = formatProgress({ bytes: mib, total: 2 * mib, elapsedMs: 1000, width: 40 });
   assert.equal(narrow.includes('['), false);
   assert.equal(narrow, '1.0 MiB / 2.0 MiB  50%  1.0 MiB/s  ETA 0:01');
+  // Some pseudo-terminals report 0 columns: that means unknown, not no room.
+  assert.ok(formatProgress({ bytes: mib, total: 2 * mib, elapsedMs: 1000, width: 0 }).includes('['));
 });
 
 test('the progress bar draws only on a terminal and never when quiet', () => {

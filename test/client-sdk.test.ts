@@ -101,6 +101,18 @@ test('an unreachable first keeper is excluded and the upload goes on', async (t)
   assert.ok((await readStream(await client.get('/dead-first'))).equals(data));
 });
 
+test('a keeper pipeline that never acknowledges is given up after the write timeout and the chunk goes elsewhere', async (t) => {
+  const { cluster, client } = await setup(t, { keepers: 4, minReplicas: 2, replication: 2 });
+  cluster.keepers[0]!.stallWrites = true;
+  const data = rng.bytes(3000);
+  const started = Date.now();
+  await client.put('/stalled', data, { chunkSize: 1000, writeTimeoutMs: 200 });
+  assert.ok(Date.now() - started < 5000);
+  assert.ok(cluster.allocations.some((a) => a.exclude.includes('keeper-0')));
+  assert.ok(cluster.files.get('/stalled')!.chunks.every((c) => !c.replicas.some((r) => r.id === 'keeper-0')));
+  assert.ok((await readStream(await client.get('/stalled'))).equals(data));
+});
+
 test('when every pipeline fails the upload is aborted, nothing is committed, and the error says why', async (t) => {
   const { cluster, client } = await setup(t, { keepers: 8, minReplicas: 1, replication: 1 });
   for (const k of cluster.keepers) k.writeReset = 'IO_ERROR';
@@ -310,6 +322,7 @@ test('invalid put options are refused before the master is asked', async (t) => 
   const { cluster, client } = await setup(t);
   await assert.rejects(client.put('/x', Buffer.alloc(1), { chunkSize: 64 * 1024 * 1024 + 1 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
   await assert.rejects(client.put('/x', Buffer.alloc(1), { replication: 256 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
+  await assert.rejects(client.put('/x', 'not a source' as unknown as Buffer), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
   assert.equal(cluster.begun.length, 0);
 });
 

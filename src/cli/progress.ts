@@ -26,7 +26,8 @@ export function formatProgress(p: ProgressState): string {
   const eta = p.bytes >= p.total ? 'done' : rate > 0 ? `ETA ${formatDuration((p.total - p.bytes) / rate)}` : 'ETA --:--';
   const head = `${formatBytes(p.bytes)} / ${formatBytes(p.total)} ${percent}`;
   const tail = `${rateText}  ${eta}`;
-  const barWidth = Math.min(30, (p.width ?? 80) - head.length - tail.length - 8);
+  // A width of 0 is what some pseudo-terminals report when they do not know: take 80.
+  const barWidth = Math.min(30, (p.width || 80) - head.length - tail.length - 8);
   if (barWidth < 5) return `${head}  ${tail}`;
   const filled = Math.round(fraction * barWidth);
   return `${head} [${'#'.repeat(filled)}${' '.repeat(barWidth - filled)}]  ${tail}`;

@@ -19,6 +19,12 @@ export function checkChunkSize(chunkSize: number): number {
   return chunkSize;
 }
 
+/** Throws INVALID_ARGUMENT unless `source` is something chunkSource can read. */
+export function checkSource(source: unknown): asserts source is UploadSource {
+  if (source instanceof Uint8Array || isAsyncIterable(source)) return;
+  throw new DfsError('INVALID_ARGUMENT', 'an upload source must be a Buffer, a Readable or an async iterable of Buffers');
+}
+
 /**
  * Yields the source as chunks of exactly `chunkSize` bytes, the last one shorter (never empty).
  * An empty source yields nothing. A Buffer source is sliced without copying; a stream's pieces are
@@ -31,9 +37,7 @@ export async function* chunkSource(source: UploadSource, chunkSize: number): Asy
     for (let at = 0; at < buf.length; at += chunkSize) yield buf.subarray(at, Math.min(at + chunkSize, buf.length));
     return;
   }
-  if (!isAsyncIterable(source)) {
-    throw new DfsError('INVALID_ARGUMENT', 'an upload source must be a Buffer, a Readable or an async iterable of Buffers');
-  }
+  checkSource(source);
   let chunk: Buffer | null = null;
   let filled = 0;
   for await (const piece of source) {

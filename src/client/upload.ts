@@ -9,7 +9,7 @@ import { DfsError, type ErrorCode } from '../wire/errors.js';
 import { ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, WRITE_CHUNK } from '../protocol/ops.js';
 import { encodeRecord } from '../wire/fields.js';
 import type { WorkerPool } from '../workers/pool.js';
-import { chunkSource, checkChunkSize, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
+import { chunkSource, checkChunkSize, checkSource, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
 import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
 import { backoffMs, type MasterLink } from './master-link.js';
 import type { PutProgress, PutResult, ReplicaInfo } from './types.js';
@@ -55,6 +55,7 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
     throw new DfsError('INVALID_ARGUMENT', `put ${path}: replication ${replication} is outside 1..255`);
   }
   const chunkSize = checkChunkSize(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  checkSource(source);
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY);
   const outer = options.signal;
   throwIfCancelled(outer, `put ${path} was cancelled`);

@@ -26,6 +26,8 @@ export interface FakeKeeper {
   corrupt: boolean;
   /** Never answer reads. */
   stall: boolean;
+  /** Never answer writes. */
+  stallWrites: boolean;
   writes: number;
   reads: number;
   writesInFlight: number;
@@ -93,12 +95,13 @@ export async function startFakeCluster(options: { keepers?: number; minReplicas?
   for (let i = 0; i < (options.keepers ?? 4); i++) {
     const keeper: FakeKeeper = {
       id: `keeper-${i}`, address: '', server: null, chunks: new Map(), writeStatus: 'NO_ERROR', writeReset: null,
-      corrupt: false, stall: false, writes: 0, reads: 0, writesInFlight: 0, maxWritesInFlight: 0,
+      corrupt: false, stall: false, stallWrites: false, writes: 0, reads: 0, writesInFlight: 0, maxWritesInFlight: 0,
       readsInFlight: 0, maxReadsInFlight: 0, readLog: [],
     };
     const rpc = new RpcServer();
-    rpc.register(WRITE_CHUNK, async ({ request, body }) => {
+    rpc.register(WRITE_CHUNK, async ({ request, body, signal }) => {
       keeper.writes++;
+      if (keeper.stallWrites) await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
       keeper.writesInFlight++;
       keeper.maxWritesInFlight = Math.max(keeper.maxWritesInFlight, keeper.writesInFlight);
       try {
