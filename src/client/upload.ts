@@ -68,6 +68,8 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
   const controller = new AbortController();
   const onOuterAbort = () => controller.abort(cancelled(outer!, `put ${path} was cancelled`));
   outer?.addEventListener('abort', onOuterAbort, { once: true });
+  // An abort that landed while BEGIN_UPLOAD's reply was being handled fired no event.
+  if (outer?.aborted) onOuterAbort();
   const signal = controller.signal;
   // A source stuck waiting for input must not hold up a failed upload.
   if (source instanceof Readable) signal.addEventListener('abort', () => source.destroy(), { once: true });
