@@ -5,8 +5,12 @@
 //   npm run bench:wire -- [--bulk-bytes 1GiB] [--streams 16] [--rpc-seconds 3 | --rpc-count N]
 //                         [--inflight 64] [--rounds 3] [--only bulk|rpc] [--contenders dfs,net,http2]
 //                         [--chunk 256KiB] [--quick]
+//
+// `npm run bench:wire` runs the TypeScript through tsx; `node dist/bench/wire.js` after `npm run build`
+// measures the compiled output instead.
 
 import { fork, type ChildProcess } from 'node:child_process';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
@@ -119,8 +123,11 @@ class ServerChild {
   }
 
   static async start(key: ContenderKey, children: ChildProcess[]): Promise<ServerChild> {
-    const child = fork(fileURLToPath(new URL('./wire-server.ts', import.meta.url)), [key], {
-      execArgv: ['--import', 'tsx'],
+    // The same file type as this one: wire-server.ts under tsx, or wire-server.js from a tsc build.
+    const self = fileURLToPath(import.meta.url);
+    const ext = extname(self);
+    const child = fork(join(dirname(self), `wire-server${ext}`), [key], {
+      execArgv: ext === '.ts' ? ['--import', 'tsx'] : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(child);
