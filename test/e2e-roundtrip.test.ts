@@ -95,12 +95,15 @@ before(async () => {
 
 after(async () => {
   await client?.close();
-  for (const p of [...keepers, master]) {
-    if (p && p.child.exitCode === null) {
-      p.child.kill('SIGTERM');
-      await new Promise((r) => p.child.once('exit', r));
-    }
-  }
+  await Promise.all([...keepers, master].map(async (p) => {
+    if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+    const exited = new Promise((r) => p.child.once('exit', r));
+    p.child.kill('SIGTERM');
+    // A graceful stop drains for at most 10 s; past that, stop it hard.
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }));
   await rm(dir, { recursive: true, force: true });
 });
 
