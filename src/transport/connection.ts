@@ -21,6 +21,9 @@ import { WireStream, type StreamHost } from './stream.js';
 
 export type Role = 'client' | 'server';
 
+/** Bytes queued on the socket before DATA waits for 'drain': several frames per system call. */
+const OUTPUT_BATCH = 256 * 1024;
+
 export interface ConnectionOptions {
   /** Clients open odd stream ids, servers even ones. */
   role: Role;
@@ -72,7 +75,6 @@ export class Connection extends EventEmitter implements StreamHost {
   private readonly sendable: WireStream[] = [];
   private readonly inSendable = new Set<WireStream>();
   private flushScheduled = false;
-  private socketBlocked = false;
 
   private readonly pings = new Map<string, PendingPing>();
   private lastFrameAt = Date.now();
@@ -99,7 +101,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.peerLabel = options.peerLabel ?? 'peer';
     this.nextLocalId = this.role === 'client' ? 1 : 2;
     this.recvWindow = this.localSettings.connectionWindow;
-    this.decoder = new FrameDecoder({ maxFrameSize: this.localSettings.maxFrameSize, expectPreface: true });
+    this.decoder = new FrameDecoder({ maxFrameSize: this.localSettings.maxFrameSize, expectPreface: true, splitData: true });
     this.rates = {
       ping: new RateCounter(this.limits.pingsPerSecond),
       reset: new RateCounter(this.limits.resetsPerSecond),
@@ -118,10 +120,7 @@ export class Connection extends EventEmitter implements StreamHost {
     socket.on('error', (err: Error) => this.destroy(new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} failed: ${err.message}`, { cause: err })));
     socket.on('close', () => this.destroy(new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} closed`)));
     socket.on('end', () => this.destroy(new DfsError('CONNECTION_CLOSED', `${this.peerLabel} ended the connection`)));
-    socket.on('drain', () => {
-      this.socketBlocked = false;
-      this.flush();
-    });
+    socket.on('drain', () => this.flush());
 
     const extensions: [number, Buffer][] = options.agent ? [[HelloExtension.AGENT, Buffer.from(options.agent, 'utf8')]] : [];
     this.control.push(encodePreface(), encodeHello(this.changedSettings(), extensions));
@@ -280,17 +279,23 @@ export class Connection extends EventEmitter implements StreamHost {
     });
   }
 
+  /**
+   * Whether the socket has taken enough for now. A socket's own high-water mark (16 KiB for net) is
+   * below one DATA frame, so write() returning false alone would mean one frame per system call;
+   * instead up to OUTPUT_BATCH bytes are queued, and 'drain' (due once write() said false) resumes.
+   */
+  private socketFull(): boolean {
+    return this.socket.writableNeedDrain && this.socket.writableLength >= OUTPUT_BATCH;
+  }
+
   /** Writes control frames, then DATA round-robin while credit and the socket allow. */
   private flush(): void {
     if (this.closed) return;
     const socket = this.socket;
-    const budget = 256 * 1024;
     socket.cork();
     try {
-      while (this.control.length > 0) {
-        if (socket.write(this.control.shift()!) === false) this.socketBlocked = true;
-      }
-      while (this.sendable.length > 0 && !this.socketBlocked && socket.writableLength < budget) {
+      while (this.control.length > 0) socket.write(this.control.shift()!);
+      while (this.sendable.length > 0 && !this.socketFull()) {
         const stream = this.sendable.shift()!;
         this.inSendable.delete(stream);
         if (!stream.hasSendable()) continue; // waits for its own credit, or for the application
@@ -304,7 +309,7 @@ export class Connection extends EventEmitter implements StreamHost {
         }
         this.sendWindow -= piece.data.length;
         socket.write(encodeFrameHeader(FrameType.DATA, piece.end ? Flag.END_STREAM : 0, stream.id, piece.data.length));
-        if (piece.data.length > 0 && socket.write(piece.data) === false) this.socketBlocked = true;
+        if (piece.data.length > 0) socket.write(piece.data);
         if (piece.end) stream.onEndSent();
         else if (stream.hasSendable()) this.markSendable(stream);
       }
@@ -315,7 +320,6 @@ export class Connection extends EventEmitter implements StreamHost {
       this.destroy(new DfsError('CONNECTION_CLOSED', `${this.peerLabel} is not reading: ${socket.writableLength} bytes queued`));
       return;
     }
-    if (socket.writableLength >= budget) this.socketBlocked = true;
   }
 
   // ---- Reading ----

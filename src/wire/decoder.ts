@@ -2,7 +2,7 @@
 // An explicit state machine over buffered chunks; a frame split across reads is the normal case.
 
 import {
-  FRAME_HEADER_LENGTH, FrameType, MAX_STREAM_ID, PREFACE_LENGTH, PREFACE_MAGIC, PROTOCOL_MAJOR_VERSION, frameTypeName,
+  FRAME_HEADER_LENGTH, Flag, FrameType, MAX_STREAM_ID, PREFACE_LENGTH, PREFACE_MAGIC, PROTOCOL_MAJOR_VERSION, frameTypeName,
 } from './constants.js';
 import { WireError } from './errors.js';
 import { checkFrameHeader, type RawFrame } from './frames.js';
@@ -12,6 +12,12 @@ export interface DecoderOptions {
   maxFrameSize: number;
   /** Whether the byte stream starts with the 8-byte preface (true on real connections). */
   expectPreface?: boolean;
+  /**
+   * Deliver DATA payloads in the pieces they arrive in instead of one whole frame, so a frame that
+   * spans two reads is never copied. Only the last piece of a frame keeps END_STREAM; pieces are
+   * never empty (an empty DATA frame is delivered whole). Off by default: tools and vectors see frames.
+   */
+  splitData?: boolean;
 }
 
 type State = 'preface' | 'header' | 'payload' | 'failed';
@@ -31,11 +37,15 @@ export class FrameDecoder {
   private flags = 0;
   private streamId = 0;
   private length = 0;
+  /** Payload bytes of the current DATA frame not yet delivered, when splitting. */
+  private remaining = 0;
+  private readonly splitData: boolean;
 
   constructor(options: DecoderOptions) {
     this.maxFrameSize = options.maxFrameSize;
     this.state = options.expectPreface === false ? 'header' : 'preface';
     this.helloRequired = options.expectPreface !== false;
+    this.splitData = options.splitData === true;
   }
 
   /** Lowering or raising the limit applies from the next frame header on. */
@@ -102,6 +112,18 @@ export class FrameDecoder {
           break;
         }
         case 'payload': {
+          if (this.splitData && this.type === FrameType.DATA && this.length > 0) {
+            if (this.remaining === 0) this.remaining = this.length;
+            while (this.remaining > 0 && this.buffered > 0) {
+              const piece = this.take(Math.min(this.remaining, this.chunks[0]!.length));
+              this.remaining -= piece.length;
+              const flags = this.remaining === 0 ? this.flags : this.flags & ~Flag.END_STREAM;
+              onFrame({ type: this.type, flags, streamId: this.streamId, payload: piece });
+            }
+            if (this.remaining > 0) return;
+            this.state = 'header';
+            break;
+          }
           if (this.buffered < this.length) return;
           const payload = this.take(this.length);
           this.state = 'header';
