@@ -38,7 +38,8 @@ export async function connect(options: ConnectOptions): Promise<DfsClient> {
   } catch (err) {
     await cache.close();
     if (err instanceof DfsError && err.code !== 'CANCEL') {
-      throw new DfsError(err.code === 'DEADLINE_EXCEEDED' ? 'UNAVAILABLE' : err.code, `cannot reach master ${master}: ${err.message}`, { cause: err });
+      const why = err.message.replace(`cannot connect to ${master}: `, '');
+      throw new DfsError(err.code === 'DEADLINE_EXCEEDED' ? 'UNAVAILABLE' : err.code, `cannot reach master ${master}: ${why}`, { cause: err });
     }
     throw err;
   }
