@@ -51,3 +51,11 @@ test('a client command without a master, or with an unreachable one, says so', a
   assert.match(unreachable.stderr, /UNAVAILABLE|cannot connect/);
   assert.doesNotMatch(unreachable.stderr, /\n\s+at /, 'no stack trace');
 });
+
+test('an error names its command once', async () => {
+  const missing = await dfs(['master', '--data', '/tmp/x']);
+  assert.equal(missing.stderr, 'dfs master: --listen is required; see dfs master --help (INVALID_ARGUMENT)\n');
+  const extra = await dfs(['dev', 'surplus']);
+  assert.match(extra.stderr, /^dfs dev: too many arguments/);
+  assert.doesNotMatch(extra.stderr, /dfs dev: dfs dev/);
+});

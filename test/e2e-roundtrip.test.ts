@@ -4,75 +4,25 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
-import { connect, DfsError, type DfsClient } from '../src/index.js';
+import { DfsError, type DfsClient } from '../src/index.js';
 import { createRng, fuzzSeed } from './helpers/fuzz.js';
+import { runDfs, startCluster, waitFor, type Cluster, type DfsProcess } from './helpers/cluster.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MAIN = join(ROOT, 'src/cli/main.ts');
 const rng = createRng(fuzzSeed());
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-interface Proc {
-  child: ChildProcess;
-  address: string;
-  log: string[];
-}
-
+let cluster: Cluster;
 let dir: string;
-let master: Proc;
-const keepers: Proc[] = [];
+let master: DfsProcess;
+let keepers: DfsProcess[];
 let client: DfsClient;
 
-/** Starts `dfs ARGS...` and resolves with its address once a log line matching `ready` names it. */
-function startDfs(args: string[], ready: RegExp): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log: string[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dfs ${args[0]} did not start in 20 s:\n${log.join('')}`)), 20_000);
-    const onData = (d: Buffer) => {
-      log.push(d.toString());
-      const m = ready.exec(log.join(''));
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, address: m[1]!, log });
-      }
-    };
-    child.stderr!.on('data', onData);
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`dfs ${args[0]} exited with ${code}:\n${log.join('')}`));
-    });
-  });
-}
-
-/** Runs the `dfs` command to completion. */
-function dfs(args: string[]): Promise<{ code: number; stdout: Buffer; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DFS_MASTER: master.address },
-  });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d: Buffer) => out.push(d));
-  child.stderr!.on('data', (d: Buffer) => err.push(d));
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() })));
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Runs the `dfs` command against this cluster's master. */
+const dfs = (args: string[]) => runDfs(args, master.address);
 
 async function readAllOf(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -81,31 +31,11 @@ async function readAllOf(stream: Readable): Promise<Buffer> {
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'dfs-e2e-'));
-  master = await startDfs(['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'master'), '--dead-after', '1500'], /listening on (\S+?),/);
-  for (let i = 0; i < 3; i++) {
-    keepers.push(await startDfs(
-      ['keeper', '--master', master.address, '--listen', '127.0.0.1:0', '--data', join(dir, `keeper${i}`), '--zone', `z${i}`],
-      /serving (\S+) from/,
-    ));
-  }
-  client = await connect({ master: master.address });
-  await waitFor('three live keepers', async () => (await client.status()).keepers.filter((k) => k.alive).length === 3);
+  cluster = await startCluster({ keepers: 3 });
+  ({ dir, master, keepers, client } = cluster);
 });
 
-after(async () => {
-  await client?.close();
-  await Promise.all([...keepers, master].map(async (p) => {
-    if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
-    const exited = new Promise((r) => p.child.once('exit', r));
-    p.child.kill('SIGTERM');
-    // A graceful stop drains for at most 10 s; past that, stop it hard.
-    const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  }));
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => cluster?.stop());
 
 test('files of every size around the chunk size round-trip byte for byte', async () => {
   const chunkSize = 64 * 1024;

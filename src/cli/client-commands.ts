@@ -16,27 +16,13 @@ import { ProgressBar } from './progress.js';
 const MASTER_OPTION: Options = { master: { type: 'string' } };
 const MASTER_HELP = '  --master HOST:PORT   the master (default: $DFS_MASTER)';
 
-/**
- * parseCommandArgs, with the `dfs <cmd>: ` prefix taken off its messages: the dispatcher prints
- * that prefix itself. Also checks the least number of positionals.
- */
+/** parseCommandArgs with --master, also checking the least number of positionals. */
 export function parseClientArgs(command: string, argv: string[], options: Options, min: number, max: number): ParsedArgs {
-  let parsed: ParsedArgs;
-  try {
-    parsed = parseCommandArgs(command, argv, { ...MASTER_OPTION, ...options }, max);
-  } catch (err) {
-    if (err instanceof DfsError) throw new DfsError(err.code, stripPrefix(command, err.message), { cause: err.cause });
-    throw err;
-  }
+  const parsed = parseCommandArgs(command, argv, { ...MASTER_OPTION, ...options }, max);
   if (!parsed.values.help && parsed.positionals.length < min) {
     throw new DfsError('INVALID_ARGUMENT', `missing arguments; usage: ${clientCommands[command]?.usage.split('\n')[0] ?? command}`);
   }
   return parsed;
-}
-
-function stripPrefix(command: string, message: string): string {
-  const prefix = `dfs ${command}: `;
-  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
 }
 
 /** The master from --master, else $DFS_MASTER; INVALID_ARGUMENT naming both when neither is set. */

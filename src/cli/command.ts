@@ -30,12 +30,12 @@ export function parseCommandArgs(command: string, argv: string[], options: Optio
   try {
     const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     if (parsed.positionals.length > maxPositionals && !parsed.values.help) {
-      throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: too many arguments (${parsed.positionals.join(' ')}); see dfs ${command} --help`);
+      throw new DfsError('INVALID_ARGUMENT', `too many arguments (${parsed.positionals.join(' ')}); see dfs ${command} --help`);
     }
     return parsed;
   } catch (err) {
     if (err instanceof DfsError) throw err;
-    throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: ${(err as Error).message}; see dfs ${command} --help`);
+    throw new DfsError('INVALID_ARGUMENT', `${(err as Error).message}; see dfs ${command} --help`);
   }
 }
 

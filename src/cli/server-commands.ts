@@ -10,7 +10,7 @@ import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command 
 
 function required(command: string, values: Record<string, unknown>, name: string): string {
   const v = values[name];
-  if (typeof v !== 'string' || v === '') throw new DfsError('INVALID_ARGUMENT', `dfs ${command}: --${name} is required; see dfs ${command} --help`);
+  if (typeof v !== 'string' || v === '') throw new DfsError('INVALID_ARGUMENT', `--${name} is required; see dfs ${command} --help`);
   return v;
 }
 
