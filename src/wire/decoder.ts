@@ -24,6 +24,8 @@ type State = 'preface' | 'header' | 'payload' | 'failed';
 
 export class FrameDecoder {
   private readonly chunks: Buffer[] = [];
+  /** Bytes of chunks[0] already consumed. */
+  private head = 0;
   private buffered = 0;
   private state: State;
   private maxFrameSize: number;
@@ -86,12 +88,17 @@ export class FrameDecoder {
         case 'header': {
           if (this.buffered < FRAME_HEADER_LENGTH) return;
           this.frameStart = this.offset;
-          const h = this.take(FRAME_HEADER_LENGTH);
-          this.length = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
-          this.type = h[3]!;
-          this.flags = h[4]!;
+          // Read the header in place when it sits in one chunk: no Buffer made for nine bytes.
+          const first = this.chunks[0]!;
+          const inPlace = first.length - this.head >= FRAME_HEADER_LENGTH;
+          const h = inPlace ? first : this.take(FRAME_HEADER_LENGTH);
+          const at = inPlace ? this.head : 0;
+          this.length = (h[at]! << 16) | (h[at + 1]! << 8) | h[at + 2]!;
+          this.type = h[at + 3]!;
+          this.flags = h[at + 4]!;
           // The top bit of the stream id is reserved: ignored on receipt.
-          this.streamId = h.readUInt32BE(5) & MAX_STREAM_ID;
+          this.streamId = h.readUInt32BE(at + 5) & MAX_STREAM_ID;
+          if (inPlace) this.skip(FRAME_HEADER_LENGTH);
           if (this.length > this.maxFrameSize) {
             throw new WireError('FRAME_SIZE_ERROR',
               `${frameTypeName(this.type)} frame at offset ${this.frameStart} declares ${this.length} bytes, above the ${this.maxFrameSize}-byte limit`);
@@ -115,7 +122,7 @@ export class FrameDecoder {
           if (this.splitData && this.type === FrameType.DATA && this.length > 0) {
             if (this.remaining === 0) this.remaining = this.length;
             while (this.remaining > 0 && this.buffered > 0) {
-              const piece = this.take(Math.min(this.remaining, this.chunks[0]!.length));
+              const piece = this.take(Math.min(this.remaining, this.chunks[0]!.length - this.head));
               this.remaining -= piece.length;
               const flags = this.remaining === 0 ? this.flags : this.flags & ~Flag.END_STREAM;
               onFrame({ type: this.type, flags, streamId: this.streamId, payload: piece });
@@ -167,38 +174,42 @@ export class FrameDecoder {
   /** Returns the first n buffered bytes without consuming them. */
   private peek(n: number): Buffer {
     const first = this.chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.chunks, this.buffered).subarray(0, n);
+    if (first.length - this.head >= n) return first.subarray(this.head, this.head + n);
+    return Buffer.concat([first.subarray(this.head), ...this.chunks.slice(1)]).subarray(0, n);
   }
 
-  /** Consumes n buffered bytes: a slice when they sit in one chunk, one copy when they span several. */
-  private take(n: number): Buffer {
+  /** Consumes n bytes that lie within the first chunk. */
+  private skip(n: number): void {
     this.buffered -= n;
     this.offset += n;
+    this.head += n;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  /**
+   * Consumes n buffered bytes: a slice when they sit in one chunk, one copy when they span several.
+   * The first chunk is not re-sliced per frame: `head` marks how much of it is already consumed.
+   */
+  private take(n: number): Buffer {
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0]!;
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
+    const available = first.length - this.head;
+    if (available >= n) {
+      const out = this.head === 0 && n === first.length ? first : first.subarray(this.head, this.head + n);
+      this.skip(n);
+      return out;
     }
     const out = Buffer.allocUnsafe(n);
     let at = 0;
     while (at < n) {
       const c = this.chunks[0]!;
-      const want = n - at;
-      if (c.length <= want) {
-        c.copy(out, at);
-        at += c.length;
-        this.chunks.shift();
-      } else {
-        c.copy(out, at, 0, want);
-        this.chunks[0] = c.subarray(want);
-        at += want;
-      }
+      const want = Math.min(n - at, c.length - this.head);
+      c.copy(out, at, this.head, this.head + want);
+      at += want;
+      this.skip(want);
     }
     return out;
   }
