@@ -42,7 +42,7 @@ export async function call<Q extends Schema, R extends Schema>(
   const header = encodeRecord(operation.request, request);
   const stream = conn.openStream(operation.op, operation.version, header, { endStream: options.body === undefined });
   // Errors surface through the reply promise or the body reader; never as an unhandled 'error'.
-  stream.on('error', () => {});
+  stream.on('error', ignore);
   const abort = (code: 'CANCEL' | 'DEADLINE_EXCEEDED', why: string) => stream.destroy(new DfsError(code, why));
   const onAbort = () => abort('CANCEL', `${operation.name} was cancelled`);
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -205,7 +205,7 @@ export class RpcServer {
   }
 
   private async dispatch(conn: Connection, stream: WireStream): Promise<void> {
-    stream.on('error', () => {});
+    stream.on('error', ignore);
     const entry = this.handlers.get(stream.op);
     if (!entry) {
       stream.destroy(new DfsError('UNKNOWN_OPERATION', `operation 0x${stream.op.toString(16).padStart(4, '0')} is not served here`));
@@ -216,23 +216,22 @@ export class RpcServer {
         `${entry.operation.name} version ${stream.opVersion} is not supported; this side speaks version ${entry.operation.version}`));
       return;
     }
-    // The AbortController is made only if the handler asks for the signal: most requests finish
-    // without ever needing it, and building one per request showed up in profiles.
+    // The AbortController and its 'close' listener are made only if the handler asks for the
+    // signal: most requests never need it, and building them per request showed up in profiles.
     let controller: AbortController | null = null;
     let handlerDone = false;
-    const cancelled = () => new DfsError('CANCEL', `${entry.operation.name} was cancelled by the caller`);
-    const onClose = () => {
-      if (controller && !handlerDone) controller.abort(cancelled());
-    };
-    stream.once('close', onClose);
+    const name = entry.operation.name;
     try {
       const request = decodeRecord(entry.operation.request, stream.header);
       const ctx: RequestContext<Schema> = {
         request, body: stream, connection: conn,
         get signal() {
           if (!controller) {
-            controller = new AbortController();
-            if (stream.destroyed) controller.abort(cancelled());
+            const c = new AbortController();
+            controller = c;
+            const cancel = () => { if (!handlerDone) c.abort(new DfsError('CANCEL', `${name} was cancelled by the caller`)); };
+            if (stream.destroyed) cancel();
+            else stream.once('close', cancel);
           }
           return controller.signal;
         },
@@ -243,23 +242,25 @@ export class RpcServer {
       const header = encodeRecord(entry.operation.response, result.response);
       if (result.body === undefined) {
         stream.reply(header, { endStream: true });
+        endUnreadRequest(stream);
       } else {
         stream.reply(header);
-        await new Promise<void>((resolve) => {
-          sendBody(stream, result.body!);
-          stream.once('finish', resolve);
-          stream.once('close', resolve);
-        });
+        sendBody(stream, result.body);
+        stream.once('finish', () => endUnreadRequest(stream));
       }
-      // The reply is complete; a request body nobody read is not wanted: say so without an error.
-      if (!stream.isRemoteEnded && !stream.destroyed) stream.destroy(new DfsError('NO_ERROR', 'reply complete'));
     } catch (err) {
+      handlerDone = true;
       if (stream.destroyed) return;
       const failure = err instanceof DfsError ? err
-        : new DfsError('INTERNAL_ERROR', `${entry.operation.name} failed: ${(err as Error)?.message ?? String(err)}`);
+        : new DfsError('INTERNAL_ERROR', `${name} failed: ${(err as Error)?.message ?? String(err)}`);
       stream.destroy(failure);
-    } finally {
-      stream.off('close', onClose);
     }
   }
 }
+
+/** The reply is complete; a request body nobody read is not wanted: say so without an error. */
+function endUnreadRequest(stream: WireStream): void {
+  if (!stream.isRemoteEnded && !stream.destroyed) stream.destroy(new DfsError('NO_ERROR', 'reply complete'));
+}
+
+function ignore(): void {}
