@@ -12,23 +12,8 @@ import { DfsError } from '../src/index.js';
 import { callForBuffer, connect as connectWire, parseAddress } from '../src/transport/index.js';
 import { READ_CHUNK } from '../src/protocol/ops.js';
 import { rssOf, runDfs, startCluster, waitFor, type Cluster } from './helpers/cluster.js';
+import { randomPieces, readAllOf, sha } from './helpers/data.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function readAllOf(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of stream) parts.push(p as Buffer);
-  return Buffer.concat(parts);
-}
-
-/** Random bytes produced lazily, so a large source never sits in memory whole. */
-function* randomPieces(total: number, piece: number, digest: ReturnType<typeof createHash>): Generator<Buffer> {
-  for (let sent = 0; sent < total; sent += piece) {
-    const b = randomBytes(Math.min(piece, total - sent));
-    digest.update(b);
-    yield b;
-  }
-}
 
 test('every replica the master reports holds the exact chunk, and there are as many as the replication factor', async (t) => {
   const cluster = await startCluster({ keepers: 3 });

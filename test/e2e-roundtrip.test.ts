@@ -11,9 +11,9 @@ import { Readable } from 'node:stream';
 import { DfsError, type DfsClient } from '../src/index.js';
 import { createRng, fuzzSeed } from './helpers/fuzz.js';
 import { runDfs, startCluster, waitFor, type Cluster, type DfsProcess } from './helpers/cluster.js';
+import { hashOf, randomPieces, readAllOf, sha } from './helpers/data.js';
 
 const rng = createRng(fuzzSeed());
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let cluster: Cluster;
 let dir: string;
@@ -24,12 +24,6 @@ let client: DfsClient;
 /** Runs the `dfs` command against this cluster's master. */
 const dfs = (args: string[]) => runDfs(args, master.address);
 
-async function readAllOf(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of stream) parts.push(p as Buffer);
-  return Buffer.concat(parts);
-}
-
 before(async () => {
   cluster = await startCluster({ keepers: 3 });
   ({ dir, master, keepers, client } = cluster);
@@ -37,23 +31,25 @@ before(async () => {
 
 after(() => cluster?.stop());
 
-test('files of every size around the chunk size round-trip byte for byte', async () => {
-  const chunkSize = 64 * 1024;
-  await client.mkdir('/sizes', { parents: true });
-  for (const size of [0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 5 * chunkSize + 17]) {
-    const data = rng.bytes(size);
-    const path = `/sizes/f${size}`;
-    await client.put(path, Readable.from(size > 0 ? [data] : []), { chunkSize });
+test('every size around three chunk sizes, 100 MiB included, round-trips byte for byte, all at once', async () => {
+  // The sizes where chunking goes wrong: empty, tiny, one short of a chunk, exactly one, one over,
+  // several plus an odd tail, and a large file; with small, medium and the default chunk size.
+  const chunkSizes = [256 * 1024, 1024 * 1024, 8 * 1024 * 1024];
+  const cases = chunkSizes.flatMap((chunkSize) =>
+    [0, 1, 1024, chunkSize - 1, chunkSize, chunkSize + 1, 3 * chunkSize + 17, 100 * 1024 * 1024].map((size) => ({ chunkSize, size })));
+  await Promise.all(cases.map(async ({ chunkSize, size }) => {
+    const path = `/sizes/c${chunkSize}/f${size}`;
+    const digest = createHash('sha256');
+    await client.put(path, Readable.from(randomPieces(size, 1024 * 1024, digest)), { chunkSize });
+    const expected = digest.digest('hex');
     const st = await client.stat(path);
-    assert.equal(st.size, size);
-    assert.equal(st.chunks.length, Math.ceil(size / chunkSize));
-    for (const c of st.chunks) assert.equal(c.replicas.length, 3, 'three replicas in three zones');
-    const back = await readAllOf(await client.get(path));
-    assert.equal(back.length, size);
-    assert.equal(sha(back), sha(data), `${size} bytes`);
-  }
-  const listed = await client.list('/sizes');
-  assert.equal(listed.length, 6);
+    assert.equal(st.size, size, path);
+    assert.equal(st.chunks.length, Math.ceil(size / chunkSize), path);
+    for (const c of st.chunks) assert.equal(c.replicas.length, 3, `${path}: three replicas`);
+    const back = await hashOf(await client.get(path));
+    assert.deepEqual(back, { size, sha256: expected }, `${path} came back different`);
+  }));
+  for (const chunkSize of chunkSizes) assert.equal((await client.list(`/sizes/c${chunkSize}`)).length, 8);
 });
 
 test('a file of several default-size chunks round-trips and replaces an older file at the same path', async () => {
