@@ -14,28 +14,13 @@ import { DfsError } from '../src/wire/errors.js';
 import { WorkerPool, fsError, type FileWriteSession } from '../src/workers/index.js';
 import { ChunkStore, type ChunkStoreOptions } from '../src/keeper/chunk-store.js';
 import { CHUNK_HEADER_SIZE, decodeChunkHeader, encodeChunkHeader } from '../src/keeper/chunk-header.js';
+import { createRng } from './helpers/fuzz.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SEED = Number(process.env.DFS_SEED ?? Math.floor(Math.random() * 2 ** 32));
 
-function rng(seed: number): { int(lo: number, hi: number): number; bytes(n: number): Buffer } {
-  let a = seed >>> 0;
-  const u32 = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  return {
-    int: (lo, hi) => lo + (u32() % (hi - lo + 1)),
-    bytes: (n) => {
-      const b = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i++) b[i] = u32() & 0xff;
-      return b;
-    },
-  };
-}
+/** Seeded bytes and integers, so a failure can be replayed with DFS_SEED. */
+const rng = (seed: number) => createRng(seed);
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const newId = (): string => randomBytes(16).toString('hex');

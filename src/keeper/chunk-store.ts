@@ -23,6 +23,7 @@ import {
   isChunkId,
 } from './chunk-header.js';
 import { DirLock } from './dir-lock.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 
 /** Default largest chunk: 64 MiB. */
 export const DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024;
@@ -76,15 +77,6 @@ async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) 
     while (next < items.length) await fn(items[next++]!);
   });
   await Promise.all(lanes);
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 export class ChunkStore {

@@ -7,6 +7,7 @@ import { link, open, readdir, readFile, realpath, unlink } from 'node:fs/promise
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { fsError } from '../workers/errors.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 
 /** Directories locked by this process (by real path): the pid in LOCK cannot tell them apart. */
 const heldHere = new Set<string>();
@@ -18,15 +19,6 @@ function alive(pid: number): boolean {
   } catch (err) {
     // EPERM: the process exists but belongs to someone else.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 

@@ -6,6 +6,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { fsError } from '../workers/errors.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 
 export const KEEPER_ID_FILE = 'KEEPER_ID';
 const ID_RE = /^[0-9a-f]{32}$/;
@@ -42,12 +43,7 @@ export async function loadOrCreateKeeperId(dataDir: string): Promise<string> {
       await fh.close();
     }
     await rename(temp, path);
-    const dir = await open(dataDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await fsyncDir(dataDir);
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw fsError(err, `write ${path}`);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 import { parseEntry, type Entry } from './entries.js';
 
 const FILE = 'journal.log';
@@ -61,6 +62,8 @@ export class Journal {
   /** Opens for appending after `validBytes`, cutting off a torn tail first. */
   static async open(dir: string, validBytes: number): Promise<Journal> {
     const file = await open(join(dir, FILE), 'a+');
+    // A journal file just created must survive a crash as a directory entry too.
+    if (validBytes === 0) await fsyncDir(dir);
     const { size } = await file.stat();
     if (size > validBytes) {
       await file.truncate(validBytes);
