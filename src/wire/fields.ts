@@ -80,115 +80,318 @@ type RequiredKeys<S extends Schema> = Exclude<keyof S, OptionalKeys<S>>;
 export type Decoded<S extends Schema> =
   { [K in RequiredKeys<S>]: ValueOf<S[K]['type']> } & { [K in OptionalKeys<S>]?: ValueOf<S[K]['type']> };
 
-const INT_WIDTH = { u8: 1, u16: 2, u32: 4, u64: 8 } as const;
+// ---- The record codec ----
+// Records are the hot path of every request (a STAT reply of a file carries its chunk list, each with its
+// replicas), so each schema is compiled once into its fields sorted by tag, encoding measures first and then
+// writes into one buffer, and decoding walks the field list once without building a Map. The bytes are
+// exactly those of encodeFields over the fields' encoded values, and errors are those of decodeFields
+// followed by a check of each field in declaration order.
 
-function encodeValue(type: FieldType, value: unknown, name: string): Buffer {
+const K_U8 = 0, K_U16 = 1, K_U32 = 2, K_U64 = 3, K_BOOL = 4, K_STRING = 5, K_BYTES = 6, K_LIST = 7, K_RECORD = 8;
+const KIND_NAME = ['u8', 'u16', 'u32', 'u64'] as const;
+const INT_WIDTH = [1, 2, 4, 8] as const;
+const INT_MAX = [0xff, 0xffff, 0xffff_ffff, Number.MAX_SAFE_INTEGER] as const;
+const TWO_32 = 2 ** 32;
+
+interface CompiledType {
+  readonly kind: number;
+  /** The item type of a list. */
+  readonly item?: CompiledType;
+  /** The schema of a record. */
+  readonly schema?: CompiledSchema;
+}
+
+interface CompiledField {
+  readonly name: string;
+  readonly tag: number;
+  readonly optional: boolean;
+  readonly type: CompiledType;
+  /** Position in the schema's declaration order, where decoded values are checked and set. */
+  readonly index: number;
+}
+
+interface CompiledSchema {
+  /** Fields in ascending tag order, the order they take on the wire. */
+  readonly byTag: readonly CompiledField[];
+  /** Fields in declaration order. */
+  readonly byName: readonly CompiledField[];
+  /** Why the schema cannot be encoded (a tag that is not a u16, or one used twice), as encodeFields would say. */
+  readonly problem?: string;
+}
+
+const compiledSchemas = new WeakMap<Schema, CompiledSchema>();
+
+function compileSchema(schema: Schema): CompiledSchema {
+  let compiled = compiledSchemas.get(schema);
+  if (compiled !== undefined) return compiled;
+  const byName = Object.entries(schema).map(([name, spec], index): CompiledField => (
+    { name, tag: spec.tag, optional: spec.optional === true, type: compileType(spec.type), index }
+  ));
+  const byTag = [...byName].sort((a, b) => a.tag - b.tag);
+  let problem: string | undefined;
+  for (const [i, field] of byTag.entries()) {
+    if (!Number.isInteger(field.tag) || field.tag < 0 || field.tag > 0xffff) problem ??= `field tag ${field.tag} is not a u16`;
+    else if (i > 0 && byTag[i - 1]!.tag === field.tag) problem ??= `field tag ${field.tag} appears twice`;
+  }
+  compiled = problem === undefined ? { byTag, byName } : { byTag, byName, problem };
+  compiledSchemas.set(schema, compiled);
+  return compiled;
+}
+
+function compileType(type: FieldType): CompiledType {
   if (typeof type === 'object') {
-    if ('list' in type) {
-      if (!Array.isArray(value)) throw new TypeError(`field ${name} must be an array`);
-      const items = value.map((item, i) => encodeValue(type.list, item, `${name}[${i}]`));
-      let size = 4;
-      for (const item of items) size += 4 + item.length;
-      const out = Buffer.allocUnsafe(size);
-      out.writeUInt32BE(items.length, 0);
-      let at = 4;
-      for (const item of items) {
-        out.writeUInt32BE(item.length, at);
-        item.copy(out, at + 4);
-        at += 4 + item.length;
-      }
-      return out;
-    }
-    return encodeRecord(type.record, value as Record<string, unknown>);
+    if ('list' in type) return { kind: K_LIST, item: compileType(type.list) };
+    return { kind: K_RECORD, schema: compileSchema(type.record) };
   }
   switch (type) {
-    case 'u8': case 'u16': case 'u32': case 'u64': {
-      const width = INT_WIDTH[type];
-      const max = width === 8 ? Number.MAX_SAFE_INTEGER : 2 ** (8 * width) - 1;
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
-        throw new RangeError(`field ${name} must be an integer in 0..${max}, got ${String(value)}`);
-      }
-      const out = Buffer.allocUnsafe(width);
-      if (width === 8) out.writeBigUInt64BE(BigInt(value));
-      else out.writeUIntBE(value, 0, width);
-      return out;
-    }
-    case 'bool':
-      if (typeof value !== 'boolean') throw new TypeError(`field ${name} must be a boolean`);
-      return Buffer.from([value ? 1 : 0]);
-    case 'string':
-      if (typeof value !== 'string') throw new TypeError(`field ${name} must be a string`);
-      return Buffer.from(value, 'utf8');
-    case 'bytes':
-      if (!Buffer.isBuffer(value) && !(value instanceof Uint8Array)) throw new TypeError(`field ${name} must be bytes`);
-      return Buffer.isBuffer(value) ? value : Buffer.from(value);
+    case 'u8': return { kind: K_U8 };
+    case 'u16': return { kind: K_U16 };
+    case 'u32': return { kind: K_U32 };
+    case 'u64': return { kind: K_U64 };
+    case 'bool': return { kind: K_BOOL };
+    case 'string': return { kind: K_STRING };
+    case 'bytes': return { kind: K_BYTES };
   }
 }
 
-function decodeValue(type: FieldType, buf: Buffer, name: string): unknown {
-  const bad = (why: string) => new WireError('PROTOCOL_ERROR', `field ${name}: ${why}`);
-  if (typeof type === 'object') {
-    if ('list' in type) {
-      if (buf.length < 4) throw bad('list count truncated');
-      const count = buf.readUInt32BE(0);
-      // Each item costs at least 4 bytes, so a count the bytes cannot hold is rejected before any allocation.
-      if (count > (buf.length - 4) / 4) throw bad(`list declares ${count} items in ${buf.length} bytes`);
-      const items: unknown[] = [];
-      let at = 4;
-      for (let i = 0; i < count; i++) {
-        if (buf.length - at < 4) throw bad(`item ${i} length truncated`);
-        const length = buf.readUInt32BE(at);
-        if (length > buf.length - at - 4) throw bad(`item ${i} declares ${length} bytes, ${buf.length - at - 4} remain`);
-        items.push(decodeValue(type.list, buf.subarray(at + 4, at + 4 + length), `${name}[${i}]`));
-        at += 4 + length;
-      }
-      if (at !== buf.length) throw bad(`${buf.length - at} bytes after the last list item`);
-      return items;
-    }
-    return decodeRecord(type.record, buf);
+// -- Encoding: a measuring pass validates every value and notes the size of each string, list and record
+// in the order the writing pass meets them, so nothing is measured twice and the output is allocated once.
+
+interface EncodeState {
+  readonly sizes: number[];
+  next: number;
+}
+
+function measureRecord(schema: CompiledSchema, value: Record<string, unknown>, sizes: number[]): number {
+  // Validation follows declaration order, so the first bad field reported is the one it always was.
+  for (const field of schema.byName) {
+    if (value[field.name] === undefined && !field.optional) throw new TypeError(`field ${field.name} is required`);
   }
-  switch (type) {
-    case 'u8': case 'u16': case 'u32': case 'u64': {
-      const width = INT_WIDTH[type];
-      if (buf.length !== width) throw bad(`${type} needs ${width} bytes, got ${buf.length}`);
-      if (width < 8) return buf.readUIntBE(0, width);
-      const big = buf.readBigUInt64BE(0);
-      if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`u64 ${big} exceeds 2^53-1`);
-      return Number(big);
+  if (schema.problem !== undefined) throw new RangeError(schema.problem);
+  const slot = sizes.length;
+  sizes.push(0);
+  let size = 0;
+  for (const field of schema.byTag) {
+    const v = value[field.name];
+    if (v === undefined) continue;
+    size += FIELD_OVERHEAD + measureValue(field.type, v, field.name, -1, sizes);
+  }
+  sizes[slot] = size;
+  return size;
+}
+
+/** A field's name for messages: `name`, or `name[index]` for an item of a list. */
+function label(name: string, index: number): string {
+  return index < 0 ? name : `${name}[${index}]`;
+}
+
+function measureValue(type: CompiledType, value: unknown, name: string, index: number, sizes: number[]): number {
+  switch (type.kind) {
+    case K_U8: case K_U16: case K_U32: case K_U64: {
+      const max = INT_MAX[type.kind as 0 | 1 | 2 | 3];
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+        throw new RangeError(`field ${label(name, index)} must be an integer in 0..${max}, got ${String(value)}`);
+      }
+      return INT_WIDTH[type.kind as 0 | 1 | 2 | 3];
     }
-    case 'bool':
-      if (buf.length !== 1 || buf[0]! > 1) throw bad('bool must be one byte, 0 or 1');
-      return buf[0] === 1;
-    case 'string':
-      return buf.toString('utf8');
-    case 'bytes':
-      return Buffer.from(buf);
+    case K_BOOL:
+      if (typeof value !== 'boolean') throw new TypeError(`field ${label(name, index)} must be a boolean`);
+      return 1;
+    case K_STRING: {
+      if (typeof value !== 'string') throw new TypeError(`field ${label(name, index)} must be a string`);
+      const size = Buffer.byteLength(value, 'utf8');
+      sizes.push(size);
+      return size;
+    }
+    case K_BYTES:
+      if (!(value instanceof Uint8Array)) throw new TypeError(`field ${label(name, index)} must be bytes`);
+      return value.length;
+    case K_LIST: {
+      if (!Array.isArray(value)) throw new TypeError(`field ${label(name, index)} must be an array`);
+      const slot = sizes.length;
+      sizes.push(0);
+      let size = 4;
+      // An item is named by its list and its index, joined only for an error message or a list within a list.
+      const list = label(name, index);
+      const nested = type.item!.kind === K_LIST;
+      for (let i = 0; i < value.length; i++) {
+        size += 4 + (nested ? measureValue(type.item!, value[i], `${list}[${i}]`, -1, sizes) : measureValue(type.item!, value[i], list, i, sizes));
+      }
+      sizes[slot] = size;
+      return size;
+    }
+    default:
+      return measureRecord(type.schema!, value as Record<string, unknown>, sizes);
+  }
+}
+
+/** The encoded size of a value whose measure, if it has one, is the state's next. */
+function sizeOf(type: CompiledType, value: unknown, state: EncodeState): number {
+  switch (type.kind) {
+    case K_U8: case K_U16: case K_U32: case K_U64: return INT_WIDTH[type.kind as 0 | 1 | 2 | 3];
+    case K_BOOL: return 1;
+    case K_BYTES: return (value as Uint8Array).length;
+    default: return state.sizes[state.next]!;
+  }
+}
+
+function writeRecord(schema: CompiledSchema, value: Record<string, unknown>, out: Buffer, at: number, state: EncodeState): number {
+  state.next++; // the record's own size
+  for (const field of schema.byTag) {
+    const v = value[field.name];
+    if (v === undefined) continue;
+    const size = sizeOf(field.type, v, state);
+    out.writeUInt16BE(field.tag, at);
+    out.writeUInt32BE(size, at + 2);
+    at = writeValue(field.type, v, out, at + FIELD_OVERHEAD, state);
+  }
+  return at;
+}
+
+function writeValue(type: CompiledType, value: unknown, out: Buffer, at: number, state: EncodeState): number {
+  switch (type.kind) {
+    case K_U8: out[at] = value as number; return at + 1;
+    case K_U16: out.writeUInt16BE(value as number, at); return at + 2;
+    case K_U32: out.writeUInt32BE(value as number, at); return at + 4;
+    case K_U64: {
+      const v = value as number;
+      out.writeUInt32BE(Math.floor(v / TWO_32), at);
+      out.writeUInt32BE(v >>> 0, at + 4);
+      return at + 8;
+    }
+    case K_BOOL: out[at] = value ? 1 : 0; return at + 1;
+    case K_STRING: {
+      const size = state.sizes[state.next++]!;
+      out.write(value as string, at, size, 'utf8');
+      return at + size;
+    }
+    case K_BYTES: {
+      const b = value as Uint8Array;
+      out.set(b, at);
+      return at + b.length;
+    }
+    case K_LIST: {
+      const items = value as unknown[];
+      state.next++; // the list's own size
+      out.writeUInt32BE(items.length, at);
+      at += 4;
+      for (const item of items) {
+        out.writeUInt32BE(sizeOf(type.item!, item, state), at);
+        at = writeValue(type.item!, item, out, at + 4, state);
+      }
+      return at;
+    }
+    default:
+      return writeRecord(type.schema!, value as Record<string, unknown>, out, at, state);
   }
 }
 
 export function encodeRecord<S extends Schema>(schema: S, value: Decoded<S> | Record<string, unknown>): Buffer {
-  const fields: [number, Buffer][] = [];
-  for (const [name, spec] of Object.entries(schema)) {
-    const v = (value as Record<string, unknown>)[name];
-    if (v === undefined) {
-      if (!spec.optional) throw new TypeError(`field ${name} is required`);
+  const compiled = compileSchema(schema);
+  const state: EncodeState = { sizes: [], next: 0 };
+  const size = measureRecord(compiled, value as Record<string, unknown>, state.sizes);
+  const out = Buffer.allocUnsafe(size);
+  writeRecord(compiled, value as Record<string, unknown>, out, 0, state);
+  return out;
+}
+
+// -- Decoding
+
+function badField(name: string, index: number, why: string): WireError {
+  return new WireError('PROTOCOL_ERROR', `field ${label(name, index)}: ${why}`);
+}
+
+function decodeValue(type: CompiledType, buf: Buffer, start: number, end: number, name: string, index: number): unknown {
+  const length = end - start;
+  switch (type.kind) {
+    case K_U8: case K_U16: case K_U32: case K_U64: {
+      const width = INT_WIDTH[type.kind as 0 | 1 | 2 | 3];
+      if (length !== width) throw badField(name, index, `${KIND_NAME[type.kind as 0 | 1 | 2 | 3]} needs ${width} bytes, got ${length}`);
+      switch (width) {
+        case 1: return buf[start]!;
+        case 2: return buf.readUInt16BE(start);
+        case 4: return buf.readUInt32BE(start);
+      }
+      const high = buf.readUInt32BE(start);
+      // 2^53-1 is the largest integer a number holds exactly: its high word is 2^21-1.
+      if (high > 0x1f_ffff) throw badField(name, index, `u64 ${buf.readBigUInt64BE(start)} exceeds 2^53-1`);
+      return high * TWO_32 + buf.readUInt32BE(start + 4);
+    }
+    case K_BOOL:
+      if (length !== 1 || buf[start]! > 1) throw badField(name, index, 'bool must be one byte, 0 or 1');
+      return buf[start] === 1;
+    case K_STRING:
+      return buf.toString('utf8', start, end);
+    case K_BYTES:
+      return Buffer.from(buf.subarray(start, end));
+    case K_LIST: {
+      if (length < 4) throw badField(name, index, 'list count truncated');
+      const count = buf.readUInt32BE(start);
+      // Each item costs at least 4 bytes, so a count the bytes cannot hold is rejected before any allocation.
+      if (count > (length - 4) / 4) throw badField(name, index, `list declares ${count} items in ${length} bytes`);
+      const list = label(name, index);
+      const nested = type.item!.kind === K_LIST;
+      const items: unknown[] = [];
+      let at = start + 4;
+      for (let i = 0; i < count; i++) {
+        if (end - at < 4) throw badField(list, -1, `item ${i} length truncated`);
+        const itemLength = buf.readUInt32BE(at);
+        if (itemLength > end - at - 4) throw badField(list, -1, `item ${i} declares ${itemLength} bytes, ${end - at - 4} remain`);
+        items.push(nested
+          ? decodeValue(type.item!, buf, at + 4, at + 4 + itemLength, `${list}[${i}]`, -1)
+          : decodeValue(type.item!, buf, at + 4, at + 4 + itemLength, list, i));
+        at += 4 + itemLength;
+      }
+      if (at !== end) throw badField(list, -1, `${end - at} bytes after the last list item`);
+      return items;
+    }
+    default:
+      return decodeRecordAt(type.schema!, buf, start, end);
+  }
+}
+
+function decodeRecordAt(schema: CompiledSchema, buf: Buffer, start: number, end: number): Record<string, unknown> {
+  const fields = schema.byTag;
+  // Where each field's value starts and ends, by declaration index; -1 while the field is absent.
+  const found: number[] = [];
+  for (let i = 2 * fields.length; i > 0; i--) found.push(-1);
+  let at = start;
+  let last = -1;
+  let next = 0;
+  while (at < end) {
+    const offset = at - start;
+    if (end - at < FIELD_OVERHEAD) {
+      throw new WireError('PROTOCOL_ERROR', `field header truncated at offset ${offset}: ${end - at} of 6 bytes`, 0);
+    }
+    const tag = buf.readUInt16BE(at);
+    const length = buf.readUInt32BE(at + 2);
+    if (tag <= last) {
+      throw new WireError('PROTOCOL_ERROR', `field tag 0x${tag.toString(16)} at offset ${offset} is not above the previous tag 0x${last.toString(16)}`, 0);
+    }
+    if (length > end - at - FIELD_OVERHEAD) {
+      throw new WireError('PROTOCOL_ERROR', `field 0x${tag.toString(16)} at offset ${offset} declares ${length} bytes, only ${end - at - FIELD_OVERHEAD} remain`, 0);
+    }
+    // Tags ascend on the wire and in `fields`, so one pointer walks both; unknown tags are skipped.
+    while (next < fields.length && fields[next]!.tag < tag) next++;
+    for (let i = next; i < fields.length && fields[i]!.tag === tag; i++) {
+      found[2 * fields[i]!.index] = at + FIELD_OVERHEAD;
+      found[2 * fields[i]!.index + 1] = at + FIELD_OVERHEAD + length;
+    }
+    at += FIELD_OVERHEAD + length;
+    last = tag;
+  }
+  const out: Record<string, unknown> = {};
+  for (const field of schema.byName) {
+    const valueStart = found[2 * field.index]!;
+    if (valueStart < 0) {
+      if (!field.optional) throw new WireError('PROTOCOL_ERROR', `required field ${field.name} (tag ${field.tag}) is missing`);
       continue;
     }
-    fields.push([spec.tag, encodeValue(spec.type, v, name)]);
+    out[field.name] = decodeValue(field.type, buf, valueStart, found[2 * field.index + 1]!, field.name, -1);
   }
-  return encodeFields(fields);
+  return out;
 }
 
 export function decodeRecord<S extends Schema>(schema: S, buf: Buffer): Decoded<S> {
-  const fields = decodeFields(buf);
-  const out: Record<string, unknown> = {};
-  for (const [name, spec] of Object.entries(schema)) {
-    const raw = fields.get(spec.tag);
-    if (raw === undefined) {
-      if (!spec.optional) throw new WireError('PROTOCOL_ERROR', `required field ${name} (tag ${spec.tag}) is missing`);
-      continue;
-    }
-    out[name] = decodeValue(spec.type, raw, name);
-  }
-  return out as Decoded<S>;
+  return decodeRecordAt(compileSchema(schema), buf, 0, buf.length) as Decoded<S>;
 }
