@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { call, readAll } from '../transport/index.js';
 import { DfsError, type ErrorCode } from '../wire/errors.js';
 import { READ_CHUNK } from '../protocol/ops.js';
+import { sha256Hex } from '../workers/digest.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
 import type { ChunkLocation, ReplicaFailure, ReplicaInfo, StatInfo } from './types.js';
@@ -86,7 +87,9 @@ export class DfsReadStream extends Readable {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.detachOuter();
-    if (!this.controller.signal.aborted) this.controller.abort(err ?? new DfsError('CANCEL', `get ${this.stat.path}: reader closed`));
+    // Fetches still running are stopped; after a normal end none is, and no error need be built.
+    const running = this.waiting || this.fetches.length > 0;
+    if (running && !this.controller.signal.aborted) this.controller.abort(err ?? new DfsError('CANCEL', `get ${this.stat.path}: reader closed`));
     callback(err);
   }
 
@@ -154,9 +157,18 @@ export function allReplicasFailed(path: string, index: number, chunk: ChunkLocat
 }
 
 async function readReplica(ctx: DownloadContext, chunk: ChunkLocation, replica: ReplicaInfo, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
-  // One deadline covers connecting, the reply and the whole body.
-  const deadline = AbortSignal.timeout(timeoutMs);
-  const both = AbortSignal.any([signal, deadline]);
+  // One deadline covers connecting, the reply and the whole body. A plain controller with one timer
+  // does what AbortSignal.timeout and AbortSignal.any would, at a fraction of their cost per chunk.
+  const read = new AbortController();
+  const both = read.signal;
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    read.abort(new DfsError('DEADLINE_EXCEEDED', `no whole chunk within ${timeoutMs} ms`));
+  }, timeoutMs);
+  timer.unref();
+  const onCancel = () => read.abort(signal.reason);
+  signal.addEventListener('abort', onCancel, { once: true });
   try {
     const conn = await ctx.keepers.get(replica.address, both);
     const reply = await call(conn, READ_CHUNK, { chunkId: chunk.id }, { signal: both });
@@ -176,15 +188,18 @@ async function readReplica(ctx: DownloadContext, chunk: ChunkLocation, replica: 
     if (data.length !== chunk.size) {
       throw new DfsError('CHECKSUM_MISMATCH', `replica sent ${data.length} bytes, the chunk has ${chunk.size}`);
     }
-    const digest = await ctx.pool().sha256(data);
+    const digest = await sha256Hex(data, ctx.pool);
     if (digest !== chunk.sha256) {
       throw new DfsError('CHECKSUM_MISMATCH', `replica's bytes hash to ${digest.slice(0, 12)}…, expected ${chunk.sha256.slice(0, 12)}…`);
     }
     return data;
   } catch (err) {
-    if (deadline.aborted && !signal.aborted) {
+    if (expired && !signal.aborted) {
       throw new DfsError('DEADLINE_EXCEEDED', `no whole chunk within ${timeoutMs} ms`, { cause: err });
     }
     throw err;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onCancel);
   }
 }

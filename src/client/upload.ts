@@ -8,6 +8,7 @@ import { call, readAll } from '../transport/index.js';
 import { DfsError, type ErrorCode } from '../wire/errors.js';
 import { ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, WRITE_CHUNK } from '../protocol/ops.js';
 import { encodeRecord } from '../wire/fields.js';
+import { sha256Hex } from '../workers/digest.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { chunkSource, checkChunkSize, checkSource, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
 import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
@@ -137,7 +138,7 @@ interface ChunkJob {
 async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChunk> {
   const { uploadId, data, signal } = job;
   const what = `chunk ${job.index} of ${job.path}`;
-  const sha256 = await ctx.pool().sha256(data);
+  const sha256 = await sha256Hex(data, ctx.pool);
   const exclude = new Set<string>();
   const attempts: string[] = [];
   let lastCode: ErrorCode = 'PIPELINE_FAILED';
