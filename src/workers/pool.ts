@@ -196,6 +196,24 @@ export class WorkerPool {
     return session;
   }
 
+  /**
+   * Creates `path` (it must not exist), writes `data`, fsyncs (unless `fsync` is false) and closes it,
+   * then renames it to `renameTo` and fsyncs `syncDir`, all in one request. `data` is given away: moved
+   * to the worker when it spans its whole ArrayBuffer, else copied. The file stays behind on failure.
+   */
+  async writeFile(path: string, data: Uint8Array, opts: { fsync?: boolean; renameTo?: string; syncDir?: string } = {}): Promise<void> {
+    await this._run(
+      {
+        op: 'writeFile',
+        path,
+        fsync: opts.fsync ?? true,
+        ...(opts.renameTo === undefined ? {} : { renameTo: opts.renameTo }),
+        ...(opts.syncDir === undefined ? {} : { syncDir: opts.syncDir }),
+      },
+      { data, transfer: 'move-if-whole', context: `write ${path}` },
+    );
+  }
+
   /** Opens `path` for reading from `position`, hashing what is read. */
   async openFileReader(path: string, position = 0): Promise<FileReadSession> {
     this.assertOpen();

@@ -57,6 +57,19 @@ export interface DigestRequest {
   syncDir?: string;
 }
 
+/**
+ * Create a file (it must not exist), write the bytes, fsync and close it, then optionally rename it
+ * and fsync a directory: a small file made durable in one request instead of a session's three.
+ */
+export interface WriteFileRequest {
+  op: 'writeFile';
+  path: string;
+  data: Bytes;
+  fsync: boolean;
+  renameTo?: string;
+  syncDir?: string;
+}
+
 /** Drop a session and close its file. Never fails. */
 export interface AbortRequest {
   op: 'abort';
@@ -87,6 +100,7 @@ export type Request =
   | UpdateRequest
   | ReadRequest
   | DigestRequest
+  | WriteFileRequest
   | AbortRequest
   | ReadVerifiedRequest
   | ScanDirRequest;

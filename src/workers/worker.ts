@@ -184,6 +184,21 @@ function handle(msg: RequestMessage, reply: ReplyMessage, transfer: ArrayBuffer[
       }
     }
 
+    case 'writeFile': {
+      const fd = fs.openSync(msg.path, 'wx', 0o644);
+      try {
+        writeAll(fd, view(msg.data), 0);
+        if (msg.fsync) fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (msg.renameTo !== undefined) {
+        fs.renameSync(msg.path, msg.renameTo);
+        if (msg.syncDir !== undefined) fsyncDir(msg.syncDir);
+      }
+      return {};
+    }
+
     case 'abort': {
       const closed = drop(msg.sid);
       if (closed !== undefined) reply.fdClosed = closed;
