@@ -193,6 +193,19 @@ test('a file writer appends after its unhashed prefix, fsyncs, checks the digest
   assert.equal(pool.stats().sessions, 0, 'finished sessions release their worker');
 });
 
+test('writeFile creates, writes and renames a small file in one request, and never overwrites an existing file', async (t) => {
+  // Small chunks are made durable by this one request; O_EXCL keeps it from writing into a file it did not create.
+  const dir = await tempDir(t);
+  const data = rng(SEED).bytes(5000);
+  await pool.writeFile(join(dir, 'tmp'), Buffer.from(data), { renameTo: join(dir, 'final'), syncDir: dir });
+  assert.deepEqual(await readFile(join(dir, 'final')), data);
+  await assert.rejects(readFile(join(dir, 'tmp')), /ENOENT/, 'the temp name is gone after the rename');
+
+  await writeFile(join(dir, 'taken'), 'old');
+  await assert.rejects(pool.writeFile(join(dir, 'taken'), Buffer.from(data)), (e: DfsError) => e.code === 'IO_ERROR' && /EEXIST/.test(e.message));
+  assert.equal(await readFile(join(dir, 'taken'), 'utf8'), 'old');
+});
+
 test('a worker that dies fails the requests it held and is replaced', async (t) => {
   const p = new WorkerPool({ size: 1 });
   t.after(() => p.close());
