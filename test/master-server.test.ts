@@ -117,3 +117,15 @@ test('an upload creates its missing parent directories, as file creation does el
   conn.destroy();
   await master.close();
 });
+
+test('names with control characters are refused, and a long path\'s error says why first', async (t) => {
+  const dir = await tempDir(t);
+  const master = await startMaster({ port: 0, dataDir: dir });
+  const conn = await connect(parseAddress(master.address));
+  await assert.rejects(call(conn, MKDIR, { path: '/new\nline', parents: false }), (err: { code: string; message: string }) =>
+    err.code === 'INVALID_ARGUMENT' && /control character U\+000A/.test(err.message));
+  await assert.rejects(call(conn, MKDIR, { path: `/${'z'.repeat(5000)}`, parents: false }), (err: { code: string; message: string }) =>
+    err.code === 'INVALID_ARGUMENT' && /5001 bytes long, more than the limit of 4096/.test(err.message));
+  conn.destroy();
+  await master.close();
+});

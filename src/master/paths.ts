@@ -10,6 +10,9 @@ export const MAX_NAME_BYTES = 255;
 // A lone surrogate has no UTF-8 form: it would turn into U+FFFD on the wire and name another file.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\x01-\x1f\x7f]/;
+
 // One UTF-16 unit is at most 3 UTF-8 bytes, so short strings skip the byte count.
 function utf8Length(s: string): number {
   return s.length * 3 <= MAX_NAME_BYTES ? s.length : Buffer.byteLength(s, 'utf8');
@@ -25,6 +28,9 @@ export function pathProblem(path: unknown): string | undefined {
     return `the path is ${Buffer.byteLength(path, 'utf8')} bytes long, more than the limit of ${MAX_PATH_BYTES}`;
   }
   if (path.includes('\0')) return 'the path contains a NUL character';
+  // Control characters (newline, tab, escape...) make names that break listings and terminals.
+  const control = CONTROL_CHARACTER.exec(path);
+  if (control) return `the path contains the control character U+${control[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}`;
   if (LONE_SURROGATE.test(path)) return 'the path contains an unpaired UTF-16 surrogate, which has no UTF-8 form';
   let start = 1;
   while (start <= path.length) {
@@ -48,7 +54,9 @@ export function pathProblem(path: unknown): string | undefined {
 export function checkPath(op: string, path: unknown): string {
   const problem = pathProblem(path);
   if (problem !== undefined) {
-    throw new DfsError('INVALID_ARGUMENT', `${op} ${JSON.stringify(path)}: ${problem}`);
+    // The problem first: a long path would push it past the end of a RESET's reason.
+    const shown = JSON.stringify(path);
+    throw new DfsError('INVALID_ARGUMENT', `${op}: ${problem}: ${shown.length > 200 ? `${shown.slice(0, 200)}…` : shown}`);
   }
   return path as string;
 }
