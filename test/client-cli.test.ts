@@ -9,6 +9,8 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chunkSource, checkChunkSize, MAX_CHUNK_SIZE } from '../src/client/chunker.js';
+import { MAX_REPLICATION } from '../src/client/upload.js';
+import { parseBytes } from '../src/cli/command.js';
 import { replicaOrder, allReplicasFailed } from '../src/client/download.js';
 import { backoffMs } from '../src/client/master-link.js';
 import { clientCommands, formatListing, formatStat, formatStatus, localSource, localTarget, masterAddress, remotePath, statusTotals } from '../src/cli/client-commands.js';
@@ -207,7 +209,7 @@ test('wrong arguments are INVALID_ARGUMENT naming what was wrong', async () => {
   await rejectsWith(clientCommands.put!.run(['only-one'], io(NO_MASTER)), 'INVALID_ARGUMENT', /missing arguments; usage: dfs put LOCAL REMOTE/);
   await rejectsWith(clientCommands.put!.run(['a', 'b', 'c'], io(NO_MASTER)), 'INVALID_ARGUMENT', /too many arguments/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--bogus'], io(NO_MASTER)), 'INVALID_ARGUMENT', /bogus/);
-  await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', '0'], io(NO_MASTER)), 'INVALID_ARGUMENT', /--replication 0 is outside 1\.\.255/);
+  await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', '0'], io(NO_MASTER)), 'INVALID_ARGUMENT', /--replication 0 is outside 1\.\.16/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', 'three'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not a whole number/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--chunk-size', '65MiB'], io(NO_MASTER)), 'INVALID_ARGUMENT', /--chunk-size 65MiB is outside/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--chunk-size', 'lots'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not a byte count/);
@@ -216,6 +218,46 @@ test('wrong arguments are INVALID_ARGUMENT naming what was wrong', async () => {
   await rejectsWith(clientCommands.mv!.run(['/a'], io(NO_MASTER)), 'INVALID_ARGUMENT', /usage: dfs mv SRC DST/);
   await rejectsWith(clientCommands.status!.run(['extra'], io(NO_MASTER)), 'INVALID_ARGUMENT', /too many arguments/);
   await rejectsWith(clientCommands.ls!.run(['-x'], io(NO_MASTER)), 'INVALID_ARGUMENT', /-x/);
+});
+
+test('--replication is 1..16, the master\'s own limit, and put --help says so', async () => {
+  assert.equal(MAX_REPLICATION, 16);
+  await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', '17'], io(NO_MASTER)), 'INVALID_ARGUMENT', /--replication 17 is outside 1\.\.16/);
+  await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', '255'], io(NO_MASTER)), 'INVALID_ARGUMENT', /outside 1\.\.16/);
+  const cli = io();
+  await clientCommands.put!.run(['--help'], cli);
+  assert.match(cli.out(), /replicas per chunk, 1\.\.16 /);
+  assert.doesNotMatch(cli.out(), /255/);
+});
+
+test('--chunk-size is a whole number of bytes from 4 KiB to 64 MiB', async () => {
+  for (const bad of ['1', '4095', '1.5', '0.5KiB', '65MiB']) {
+    await rejectsWith(clientCommands.put!.run(['a', '/b', '--chunk-size', bad], io(NO_MASTER)), 'INVALID_ARGUMENT', /--chunk-size/);
+  }
+  await rejectsWith(clientCommands.put!.run(['a', '/b', '--chunk-size', '1.5'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not a whole number of bytes/);
+  await rejectsWith(clientCommands.put!.run(['a', '/b', '--chunk-size', '4095'], io(NO_MASTER)), 'INVALID_ARGUMENT', /outside 4KiB\.\.64MiB/);
+  assert.equal(parseBytes('4KiB', 'x'), 4096);
+  assert.equal(parseBytes('1.5KiB', 'x'), 1536);
+  assert.equal(parseBytes('64MiB', 'x'), 64 << 20);
+  // Within the limits, the next failure is the missing local file: the size was accepted.
+  for (const good of ['4096', '4KiB', '1.5MiB', '64MiB']) {
+    await rejectsWith(clientCommands.put!.run(['/nonexistent/a', '/b', '--chunk-size', good], io(NO_MASTER)), 'NOT_FOUND', /does not exist/);
+  }
+  assert.throws(() => checkChunkSize(1.5), (e: DfsError) => e.code === 'INVALID_ARGUMENT' && /whole number/.test(e.message));
+});
+
+test('option errors are one line: a negative value, a missing value, an unknown option, a value for a flag', async () => {
+  const oneLine = async (argv: string[], pattern: RegExp) => {
+    await rejectsWith(clientCommands.put!.run(argv, io(NO_MASTER)), 'INVALID_ARGUMENT', pattern);
+    await clientCommands.put!.run(argv, io(NO_MASTER)).catch((e: Error) => assert.doesNotMatch(e.message, /\n/, e.message));
+  };
+  await oneLine(['a', '/b', '--chunk-size', '-1'], /^option --chunk-size needs a value; '-1' starts with '-' and is not taken as one: write --chunk-size=-1 to pass it; see dfs put --help$/);
+  await oneLine(['a', '/b', '--chunk-size'], /^option --chunk-size needs a value; see dfs put --help$/);
+  await oneLine(['a', '/b', '--bogus'], /^unknown option --bogus; see dfs put --help$/);
+  await oneLine(['a', '/b', '-x'], /^unknown option -x; see dfs put --help$/);
+  await oneLine(['a', '/b', '--quiet=yes'], /^option --quiet takes no value; see dfs put --help$/);
+  await oneLine(['a', '/b', '-q=1'], /.+/);
+  await oneLine(['a', '/b', '--chunk-size=-1'], /--chunk-size '-1' is not a byte count/);
 });
 
 test('without --master or DFS_MASTER the commands say how to name the master', async () => {

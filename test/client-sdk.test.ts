@@ -322,6 +322,8 @@ test('invalid put options are refused before the master is asked', async (t) => 
   const { cluster, client } = await setup(t);
   await assert.rejects(client.put('/x', Buffer.alloc(1), { chunkSize: 64 * 1024 * 1024 + 1 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
   await assert.rejects(client.put('/x', Buffer.alloc(1), { replication: 256 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
+  await assert.rejects(client.put('/x', Buffer.alloc(1), { replication: 17 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT' && /outside 1\.\.16/.test(e.message));
+  await assert.rejects(client.put('/x', Buffer.alloc(1), { chunkSize: 1.5 }), (e: DfsError) => e.code === 'INVALID_ARGUMENT' && /whole number/.test(e.message));
   await assert.rejects(client.put('/x', 'not a source' as unknown as Buffer), (e: DfsError) => e.code === 'INVALID_ARGUMENT');
   assert.equal(cluster.begun.length, 0);
 });

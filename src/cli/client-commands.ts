@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { connect, type DfsClient } from '../client/client.js';
+import { MAX_CHUNK_SIZE, MIN_CLI_CHUNK_SIZE } from '../client/chunker.js';
 import type { ClusterStatus, EntryInfo, StatInfo } from '../client/types.js';
+import { MAX_REPLICATION } from '../client/upload.js';
 import { DfsError } from '../wire/errors.js';
 import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command, type Options, type ParsedArgs } from './command.js';
 import { formatBytes, formatTable, formatTime } from './format.js';
@@ -76,8 +78,9 @@ Uploads the local file LOCAL as REMOTE, replacing any file there. The file
 appears only once every chunk is stored; an interrupted upload leaves nothing.
 A REMOTE ending in '/' names a directory: the file keeps its local name.
 
-  --replication N      replicas per chunk, 1..255 (default: the master's, 3)
-  --chunk-size BYTES   chunk size, up to 64MiB (default 8MiB)
+  --replication N      replicas per chunk, 1..${MAX_REPLICATION} (default: the master's, 3)
+  --chunk-size BYTES   chunk size, a whole number of bytes from 4KiB to 64MiB
+                       (suffixes KiB, MiB, GiB; default 8MiB)
   --quiet, -q          no progress bar
 ${MASTER_HELP}`,
   async run(argv, io) {
@@ -86,10 +89,10 @@ ${MASTER_HELP}`,
     }, 2, 2);
     if (values.help) return help(io, this);
     const [local, remoteArg] = positionals as [string, string];
-    const replication = typeof values.replication === 'string' ? parseIntOption(values.replication, '--replication', 1, 255) : undefined;
+    const replication = typeof values.replication === 'string' ? parseIntOption(values.replication, '--replication', 1, MAX_REPLICATION) : undefined;
     const chunkSize = typeof values['chunk-size'] === 'string' ? parseBytes(values['chunk-size'], '--chunk-size') : undefined;
-    if (chunkSize !== undefined && (chunkSize < 1 || chunkSize > 64 * 1024 * 1024)) {
-      throw new DfsError('INVALID_ARGUMENT', `--chunk-size ${values['chunk-size']} is outside 1 byte..64MiB`);
+    if (chunkSize !== undefined && (chunkSize < MIN_CLI_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE)) {
+      throw new DfsError('INVALID_ARGUMENT', `--chunk-size ${values['chunk-size']} is outside 4KiB..64MiB`);
     }
     const remote = remotePath(remoteArg.endsWith('/') ? remoteArg + basename(local) : remoteArg);
     const { size } = await localSource(local);

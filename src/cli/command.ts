@@ -35,8 +35,31 @@ export function parseCommandArgs(command: string, argv: string[], options: Optio
     return parsed;
   } catch (err) {
     if (err instanceof DfsError) throw err;
-    throw new DfsError('INVALID_ARGUMENT', `${(err as Error).message}; see dfs ${command} --help`);
+    throw new DfsError('INVALID_ARGUMENT', `${parseArgsProblem(err as NodeJS.ErrnoException, argv, options)}; see dfs ${command} --help`);
   }
+}
+
+/** util.parseArgs's error as one line that says what was wrong (its own messages span three). */
+export function parseArgsProblem(err: NodeJS.ErrnoException, argv: readonly string[], options: Options): string {
+  const first = (err.message ?? String(err)).split('\n')[0]!.trim();
+  // "Option '-c, --chunk-size <value>' …": the long name when there is one, else the short.
+  const quoted = /^(?:Unknown option|Option) '([^']+)'/.exec(first)?.[1] ?? '';
+  const names = quoted.replace(/ <value>$/, '').split(', ');
+  const name = names[names.length - 1] ?? '';
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${name}`;
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const long = name.startsWith('--') ? name : `--${Object.entries(options).find(([, o]) => o.short === name.slice(1))?.[0] ?? name.slice(1)}`;
+    if (/does not take an argument/.test(first)) return `option ${long} takes no value`;
+    if (/argument missing/.test(first)) return `option ${long} needs a value`;
+    if (/ambiguous/.test(first)) {
+      const at = argv.findIndex((a) => a === name);
+      const value = at >= 0 ? argv[at + 1] : undefined;
+      return value === undefined
+        ? `option ${long} needs a value; a value starting with '-' must be written as ${long}=VALUE`
+        : `option ${long} needs a value; '${value}' starts with '-' and is not taken as one: write ${long}=${value} to pass it`;
+    }
+  }
+  return first.replace(/\.$/, '');
 }
 
 /** Parses a byte count such as 1048576, 64MiB, 10G; throws INVALID_ARGUMENT naming the option. */
@@ -45,8 +68,9 @@ export function parseBytes(text: string, what: string): number {
   if (!m) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a byte count such as 1048576, 8MiB or 10GB`);
   const unit = (m[2] ?? 'b').toLowerCase().replace(/b$/, '').replace(/i$/, '');
   const power = { '': 0, k: 1, m: 2, g: 3, t: 4 }[unit] ?? 0;
-  const value = Math.round(Number(m[1]) * 1024 ** power);
-  if (!Number.isSafeInteger(value)) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is too large`);
+  const value = Number(m[1]) * 1024 ** power;
+  if (value > Number.MAX_SAFE_INTEGER) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is too large`);
+  if (!Number.isInteger(value)) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a whole number of bytes`);
   return value;
 }
 

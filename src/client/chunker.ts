@@ -11,10 +11,13 @@ export type UploadSource = Buffer | Uint8Array | Readable | AsyncIterable<Buffer
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** Largest chunk size a client asks for: 64 MiB, the keepers' default limit. */
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+/** Smallest chunk size the command line accepts: 4 KiB (the API takes down to 1 byte, for tests). */
+export const MIN_CLI_CHUNK_SIZE = 4 * 1024;
 
 export function checkChunkSize(chunkSize: number): number {
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) {
-    throw new DfsError('INVALID_ARGUMENT', `chunk size ${chunkSize} is outside 1..${MAX_CHUNK_SIZE} bytes (64 MiB)`);
+    const why = Number.isFinite(chunkSize) && !Number.isInteger(chunkSize) ? 'is not a whole number of bytes' : `is outside 1..${MAX_CHUNK_SIZE} bytes (64 MiB)`;
+    throw new DfsError('INVALID_ARGUMENT', `chunk size ${chunkSize} ${why}`);
   }
   return chunkSize;
 }

@@ -14,6 +14,10 @@ import { chunkSource, checkChunkSize, checkSource, DEFAULT_CHUNK_SIZE, type Uplo
 import { cancelled, throwIfCancelled, type ConnectionCache } from './connections.js';
 import { backoffMs, type MasterLink } from './master-link.js';
 import type { PutProgress, PutResult, ReplicaInfo } from './types.js';
+import { MAX_REPLICATION } from '../master/entries.js';
+
+/** Most replicas a file may ask for: the master's own limit (src/master/entries.ts), checked here first. */
+export { MAX_REPLICATION };
 
 /** Chunks written at once: memory is about (this + 1) × chunk size. */
 export const DEFAULT_UPLOAD_CONCURRENCY = 3;
@@ -52,8 +56,8 @@ interface WrittenChunk {
 export async function upload(ctx: UploadContext, path: string, source: UploadSource, options: PutOptions = {}): Promise<PutResult> {
   // 0 asks for the master's default replication.
   const replication = options.replication ?? 0;
-  if (!Number.isInteger(replication) || replication < 0 || replication > 255) {
-    throw new DfsError('INVALID_ARGUMENT', `put ${path}: replication ${replication} is outside 1..255`);
+  if (!Number.isInteger(replication) || replication < 0 || replication > MAX_REPLICATION) {
+    throw new DfsError('INVALID_ARGUMENT', `put ${path}: replication ${replication} is outside 1..${MAX_REPLICATION}`);
   }
   const chunkSize = checkChunkSize(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
   checkSource(source);
