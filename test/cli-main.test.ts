@@ -59,3 +59,30 @@ test('an error names its command once', async () => {
   assert.match(extra.stderr, /^dfs dev: too many arguments/);
   assert.doesNotMatch(extra.stderr, /dfs dev: dfs dev/);
 });
+
+test('a port in use, a data path that is a file, and an uncreatable data directory each give one line', async (t) => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const net = await import('node:net');
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  t.after(() => busy.close());
+  const port = (busy.address() as { port: number }).port;
+  const inUse = await dfs(['master', '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'm1')]);
+  assert.equal(inUse.code, 1);
+  // Log lines carry a timestamp; the error is the one line that does not, with no stack after it.
+  const errorLines = (text: string) => text.trim().split('\n').filter((l) => !/^\d{4}-\d\d-\d\dT/.test(l));
+  assert.deepEqual(errorLines(inUse.stderr).length, 1, inUse.stderr);
+  assert.match(inUse.stderr, /EADDRINUSE/);
+  await writeFile(join(dir, 'afile'), 'x');
+  const notDir = await dfs(['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'afile')]);
+  assert.notEqual(notDir.code, 0);
+  assert.equal(errorLines(notDir.stderr).length, 1, notDir.stderr);
+  assert.match(notDir.stderr, /exists and is not a directory/);
+  const proc = await dfs(['master', '--listen', '127.0.0.1:0', '--data', '/proc/dfs-no-such-dir']);
+  assert.notEqual(proc.code, 0);
+  assert.match(proc.stderr, /cannot create directory \/proc\/dfs-no-such-dir/);
+});

@@ -129,3 +129,13 @@ test('names with control characters are refused, and a long path\'s error says w
   conn.destroy();
   await master.close();
 });
+
+test('a second master on the same data directory is refused while the first runs', async (t) => {
+  const dir = await tempDir(t);
+  const first = await startMaster({ port: 0, dataDir: dir });
+  await assert.rejects(startMaster({ port: 0, dataDir: dir }), (err: { code: string; message: string }) =>
+    err.code === 'UNAVAILABLE' && /already open in this process|locked by process/.test(err.message));
+  await first.close();
+  const again = await startMaster({ port: 0, dataDir: dir });
+  await again.close();
+});

@@ -45,7 +45,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       io.stderr.write(`dfs ${name}: ${err.message} (${err.code})\n`);
       return err.code === 'INVALID_ARGUMENT' ? 2 : 1;
     }
-    io.stderr.write(`dfs ${name}: ${(err as Error)?.stack ?? String(err)}\n`);
+    // Not a DfsError: an operating-system error (a port in use, a directory that cannot be made)
+    // or a bug. One line for people; the stack when DFS_DEBUG is set.
+    const e = err as NodeJS.ErrnoException;
+    const detail = io.env.DFS_DEBUG ? (e?.stack ?? String(err)) : (e?.message ?? String(err)).split('\n')[0];
+    io.stderr.write(`dfs ${name}: ${detail}${e?.code ? ` (${e.code})` : ''}\n`);
     return 1;
   }
 }

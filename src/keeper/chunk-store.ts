@@ -23,8 +23,9 @@ import {
   encodeChunkHeader,
   isChunkId,
 } from './chunk-header.js';
-import { DirLock } from './dir-lock.js';
+import { DirLock } from '../util/dir-lock.js';
 import { fsyncDir } from '../util/fsync-dir.js';
+import { ensureDir } from '../util/ensure-dir.js';
 
 /** Default largest chunk: 64 MiB. */
 export const DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024;
@@ -121,7 +122,7 @@ export class ChunkStore {
     }
     const root = resolve(dir);
     try {
-      await mkdir(root, { recursive: true });
+      await ensureDir(root);
     } catch (err) {
       throw fsError(err, `create data directory ${root}`);
     }

@@ -2,7 +2,8 @@
 // before acknowledging it, and tracks keeper health from heartbeats.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { ensureDir } from '../util/ensure-dir.js';
+import { DirLock } from '../util/dir-lock.js';
 import { encodeRecord, decodeRecord } from '../wire/fields.js';
 import { DfsError } from '../wire/errors.js';
 import { RpcServer, readAll } from '../transport/rpc.js';
@@ -41,8 +42,19 @@ const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 const newId = () => randomBytes(16).toString('hex');
 
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
+  await ensureDir(options.dataDir);
+  // Two masters appending to one journal would corrupt it: the directory is locked, as a keeper's is.
+  const lock = await DirLock.acquire(options.dataDir);
+  try {
+    return await open(options, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle> {
   const log = options.log ?? (() => {});
-  await mkdir(options.dataDir, { recursive: true });
   const replay = await readJournal(options.dataDir);
   const state = new MetadataState();
   for (const entry of replay.entries) state.apply(entry);
@@ -210,6 +222,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
       clearInterval(watcher);
       await server.close();
       await journal.close();
+      await lock.release();
     },
   };
 }

@@ -1,4 +1,4 @@
-// The lock that keeps two keepers off one data directory: `LOCK` holds the owner's pid.
+// The lock that keeps two processes (keepers, masters) off one data directory: `LOCK` holds the owner's pid.
 // A lock whose process is gone (kill -9, power loss) is stale and taken over.
 
 import { hostname } from 'node:os';
@@ -7,7 +7,7 @@ import { link, open, readdir, readFile, realpath, unlink } from 'node:fs/promise
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { fsError } from '../workers/errors.js';
-import { fsyncDir } from '../util/fsync-dir.js';
+import { fsyncDir } from './fsync-dir.js';
 
 /** Directories locked by this process (by real path): the pid in LOCK cannot tell them apart. */
 const heldHere = new Set<string>();
@@ -75,7 +75,7 @@ export class DirLock {
           throw new DfsError(
             'UNAVAILABLE',
             `data directory ${real} is locked by process ${pid} on ${host} since ${since}: ` +
-              `another keeper is using it; stop that keeper, or delete ${path} if no such process runs`,
+              `another dfs process is using it; stop that process, or delete ${path} if no such process runs`,
             { retriable: false },
           );
         }
