@@ -5,7 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, PassThrough } from 'node:stream';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, mkdir, readFile, readdir, readlink, realpath, symlink, lstat, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { connect } from '../src/client/client.js';
+import { startFakeCluster, type FakeCluster } from './helpers/fake-cluster.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chunkSource, checkChunkSize, MAX_CHUNK_SIZE } from '../src/client/chunker.js';
@@ -13,7 +17,7 @@ import { MAX_REPLICATION } from '../src/client/upload.js';
 import { parseBytes } from '../src/cli/command.js';
 import { replicaOrder, allReplicasFailed } from '../src/client/download.js';
 import { backoffMs } from '../src/client/master-link.js';
-import { clientCommands, formatListing, formatStat, formatStatus, localSource, localTarget, masterAddress, remotePath, statusTotals } from '../src/cli/client-commands.js';
+import { clientCommands, formatListing, formatStat, formatStatus, localSource, localTarget, localWritePlan, masterAddress, remotePath, statusTotals } from '../src/cli/client-commands.js';
 import { formatBytes, formatDuration, formatRate, formatTable } from '../src/cli/format.js';
 import { formatProgress, ProgressBar } from '../src/cli/progress.js';
 import type { CliIO } from '../src/cli/command.js';
@@ -290,6 +294,99 @@ test('get picks its local target like cp: a name, a directory, or the remote nam
   assert.equal(await localTarget('/a/b.txt', join(dir, 'sub')), join(dir, 'sub', 'b.txt'));
   assert.equal(await localTarget('/a/b.txt', join(dir, 'c.txt')), join(dir, 'c.txt'));
   assert.equal(await localTarget('/a/b.txt', undefined), join(process.cwd(), 'b.txt'));
+});
+
+// ---- get against a stand-in cluster: what LOCAL is decides how it is written ----
+
+async function clusterWithFile(t: { after(fn: () => Promise<void>): void }, path: string, data: Buffer): Promise<FakeCluster> {
+  const cluster = await startFakeCluster();
+  t.after(() => cluster.stop());
+  const client = await connect({ master: cluster.master });
+  try {
+    await client.put(path, data, { chunkSize: 4096 });
+  } finally {
+    await client.close();
+  }
+  return cluster;
+}
+
+const payload = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7 + 3) & 0xff));
+
+test('get to an existing file replaces it atomically, leaving no temporary file', async (t) => {
+  const cluster = await clusterWithFile(t, '/f.bin', payload);
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const local = join(dir, 'out.bin');
+  await writeFile(local, 'old contents, longer than nothing at all');
+  assert.equal(await clientCommands.get!.run(['/f.bin', local, '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await readFile(local)).equals(payload));
+  assert.deepEqual(await readdir(dir), ['out.bin']);
+  assert.deepEqual(await localWritePlan(local), { mode: 'replace', path: local });
+  const cli = io();
+  await clientCommands.get!.run(['--help'], cli);
+  assert.match(cli.out(), /renamed over it: LOCAL is replaced\s+atomically/);
+  assert.match(cli.out(), /a directory\s+the file goes inside it/);
+});
+
+test('get to a symlink keeps the link and replaces its target; a dangling link gets its target created', async (t) => {
+  const cluster = await clusterWithFile(t, '/f.bin', payload);
+  const dir = await realpath(await mkdtemp(join(tmpdir(), 'dfs-cli-')));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'real'));
+  const target = join(dir, 'real', 'target.bin');
+  await writeFile(target, 'old');
+  const link = join(dir, 'link.bin');
+  await symlink(join('real', 'target.bin'), link);
+  assert.equal(await clientCommands.get!.run(['/f.bin', link, '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await lstat(link)).isSymbolicLink(), 'the link is still a link');
+  assert.equal(await readlink(link), join('real', 'target.bin'));
+  assert.ok((await readFile(target)).equals(payload));
+  assert.deepEqual(await readdir(join(dir, 'real')), ['target.bin'], 'the temporary file was beside the target');
+
+  const dangling = join(dir, 'dangling');
+  await symlink(join(dir, 'real', 'new.bin'), dangling);
+  assert.equal(await clientCommands.get!.run(['/f.bin', dangling, '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await lstat(dangling)).isSymbolicLink());
+  assert.ok((await readFile(join(dir, 'real', 'new.bin'))).equals(payload));
+});
+
+test('get to a FIFO streams into it: a reader gets the bytes and the FIFO stays a FIFO', { timeout: 20_000 }, async (t) => {
+  const cluster = await clusterWithFile(t, '/f.bin', payload);
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const fifo = join(dir, 'pipe');
+  execFileSync('mkfifo', [fifo]);
+  assert.deepEqual(await localWritePlan(fifo), { mode: 'stream', path: fifo });
+  const reading = (async () => {
+    const parts: Buffer[] = [];
+    for await (const p of createReadStream(fifo)) parts.push(p as Buffer);
+    return Buffer.concat(parts);
+  })();
+  assert.equal(await clientCommands.get!.run(['/f.bin', fifo, '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await reading).equals(payload));
+  assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
+  assert.deepEqual(await readdir(dir), ['pipe']);
+});
+
+test('get to /dev/null works and /dev/null stays a character device', async (t) => {
+  const cluster = await clusterWithFile(t, '/f.bin', payload);
+  assert.ok((await stat('/dev/null')).isCharacterDevice());
+  assert.deepEqual(await localWritePlan('/dev/null'), { mode: 'stream', path: '/dev/null' });
+  assert.equal(await clientCommands.get!.run(['/f.bin', '/dev/null', '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await stat('/dev/null')).isCharacterDevice(), '/dev/null is still a character device');
+  assert.ok((await lstat('/dev/null')).isCharacterDevice());
+});
+
+test('get into a directory puts the file inside under the remote name; a directory at that name is IS_A_DIRECTORY', async (t) => {
+  const cluster = await clusterWithFile(t, '/f.bin', payload);
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  assert.equal(await clientCommands.get!.run(['/f.bin', dir, '-q'], io({ DFS_MASTER: cluster.master })), 0);
+  assert.ok((await readFile(join(dir, 'f.bin'))).equals(payload));
+  await rm(join(dir, 'f.bin'));
+  await mkdir(join(dir, 'f.bin'));
+  await rejectsWith(clientCommands.get!.run(['/f.bin', dir, '-q'], io({ DFS_MASTER: cluster.master })), 'IS_A_DIRECTORY', /is a directory/);
+  await rejectsWith(localWritePlan(join(dir, 'f.bin')), 'IS_A_DIRECTORY', /is a directory/);
 });
 
 test('remote paths without a leading slash are taken from the root', () => {

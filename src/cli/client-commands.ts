@@ -2,7 +2,7 @@
 // its arguments, talks to the cluster through the client API, and prints for people or as JSON.
 
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat as statLocal } from 'node:fs/promises';
+import { lstat, open, readlink, realpath, rename, rm, stat as statLocal } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -115,7 +115,7 @@ ${MASTER_HELP}`,
   },
 };
 
-/** Where `get` writes: LOCAL, or LOCAL/<name> when LOCAL is a directory, or ./<name> when omitted. */
+/** Where `get` writes: LOCAL, or LOCAL/<name> when LOCAL is a directory (like cp), or ./<name> when omitted. */
 export async function localTarget(remote: string, local: string | undefined): Promise<string> {
   const name = basename(remote);
   if (local === undefined) return resolve(name);
@@ -123,7 +123,58 @@ export async function localTarget(remote: string, local: string | undefined): Pr
   return st?.isDirectory() ? join(resolve(local), name) : resolve(local);
 }
 
+/**
+ * How `get` writes a local path: 'replace' writes a temporary file beside `path`, fsyncs it and renames it
+ * over `path` (a regular file or nothing yet); 'stream' writes straight into `path`, which is a device,
+ * FIFO or socket that must stay what it is (like `curl -o /dev/null`). A symlink is followed: the
+ * link stays and its target is written.
+ */
+export interface LocalWritePlan {
+  mode: 'replace' | 'stream';
+  path: string;
+}
+
+export async function localWritePlan(path: string): Promise<LocalWritePlan> {
+  const original = path;
+  for (let links = 0; links < 40; links++) {
+    const lst = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw localError(err, path);
+    });
+    if (lst === null) return { mode: 'replace', path };
+    if (lst.isSymbolicLink()) {
+      const st = await statLocal(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return null;
+        throw localError(err, path);
+      });
+      // A dangling link: create its target, as cp does.
+      if (st === null) {
+        path = resolve(dirname(path), await readlink(path));
+        continue;
+      }
+      if (st.isDirectory()) throw new DfsError('IS_A_DIRECTORY', `'${original}' is a directory`);
+      // A link to a device or pipe (/dev/stdout) is opened through the link: it may have no path of its own.
+      if (!st.isFile()) return { mode: 'stream', path };
+      return { mode: 'replace', path: await realpath(path) };
+    }
+    if (lst.isDirectory()) throw new DfsError('IS_A_DIRECTORY', `'${original}' is a directory`);
+    return { mode: lst.isFile() ? 'replace' : 'stream', path };
+  }
+  throw new DfsError('IO_ERROR', `'${original}': too many levels of symbolic links`);
+}
+
+function localError(err: unknown, path: string): DfsError {
+  if (err instanceof DfsError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new DfsError('NOT_FOUND', `local directory '${dirname(path)}' does not exist`);
+  if (code === 'EACCES' || code === 'EPERM') return new DfsError('IO_ERROR', `cannot write '${path}': permission denied`);
+  if (code === 'EISDIR') return new DfsError('IS_A_DIRECTORY', `'${path}' is a directory`);
+  return new DfsError('IO_ERROR', `writing '${path}' failed: ${(err as Error).message}`, { cause: err });
+}
+
 async function download(client: DfsClient, remote: string, dest: string | '-', io: CliIO, quiet: boolean): Promise<void> {
+  // Decide how to write before fetching anything, so a directory in the way fails first.
+  const plan = dest === '-' ? null : await localWritePlan(dest);
   const stream = await client.get(remote, { signal: io.signal });
   const bar = new ProgressBar(io.stderr, stream.size, dest !== '-' && ProgressBar.wanted(io.stderr, quiet));
   let bytes = 0;
@@ -134,24 +185,36 @@ async function download(client: DfsClient, remote: string, dest: string | '-', i
       yield piece;
     }
   }
-  if (dest === '-') {
+  if (plan === null) {
     await pipeline(stream, counted, io.stdout, { end: false });
     return;
   }
-  // Write beside the target and rename at the end, so the target is never a partial file.
-  const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.dfs-part`);
+  if (plan.mode === 'stream') {
+    try {
+      await pipeline(stream, counted, createWriteStream(plan.path, { flags: 'w' }));
+    } catch (err) {
+      bar.clear();
+      throw localError(err, plan.path);
+    }
+    bar.finish();
+    return;
+  }
+  // Write beside the target, fsync, and rename at the end, so the target is never a partial file.
+  const target = plan.path;
+  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString('hex')}.dfs-part`);
   try {
     await pipeline(stream, counted, createWriteStream(tmp, { flags: 'wx' }));
-    await rename(tmp, dest);
+    const handle = await open(tmp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, target);
   } catch (err) {
     bar.clear();
     await rm(tmp, { force: true }).catch(() => {});
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DfsError('NOT_FOUND', `local directory '${dirname(dest)}' does not exist`);
-    if (code === 'EACCES' || code === 'EPERM') throw new DfsError('IO_ERROR', `cannot write '${dest}': permission denied`);
-    if (code === 'EISDIR') throw new DfsError('IS_A_DIRECTORY', `'${dest}' is a directory`);
-    if (err instanceof DfsError) throw err;
-    throw new DfsError('IO_ERROR', `writing '${dest}' failed: ${(err as Error).message}`, { cause: err });
+    throw localError(err, target);
   }
   bar.finish();
 }
@@ -160,10 +223,19 @@ const get: Command = {
   summary: 'download a file (to stdout with -)',
   usage: `dfs get REMOTE [LOCAL | -] [--quiet]
 
-Downloads REMOTE to LOCAL (default: its name in the current directory; into
-LOCAL when LOCAL is a directory), or to stdout with '-'. Each chunk is checked
-against its SHA-256 and read from another replica if one fails. LOCAL appears
-only once the whole file is in.
+Downloads REMOTE to LOCAL (default: its name in the current directory), or to
+stdout with '-'. Each chunk is checked against its SHA-256 and read from
+another replica if one fails.
+
+What LOCAL is decides how it is written:
+  missing or a regular file   written to a temporary file beside it, fsynced,
+                              then renamed over it: LOCAL is replaced
+                              atomically and never seen half written
+  a directory                 the file goes inside it under REMOTE's name, as
+                              with cp
+  a symbolic link             the link stays; its target is replaced as above
+  a device, FIFO or socket    written straight into it (no temporary file), so
+                              /dev/null or a named pipe stays what it is
 
   --quiet, -q          no progress bar
 ${MASTER_HELP}`,
