@@ -112,6 +112,10 @@ DIR (default ./.dfs-dev). Stops cleanly on Ctrl-C; the data stays for next time.
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new DfsError('UNAVAILABLE', `a keeper port after ${port} is in use; pick another with dfs dev --port`);
       throw err;
     }
+    // Print the banner only once the master hears every keeper, so the first command just works.
+    for (let waited = 0; m.aliveKeepers() < count && waited < 10_000 && !io.signal.aborted; waited += 50) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     io.stdout.write(`dfs dev cluster is up
   master   ${m.address}
   keepers  ${keepers.map((k) => k.address).join(', ')}

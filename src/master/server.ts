@@ -35,6 +35,8 @@ export interface MasterOptions {
 export interface MasterHandle {
   readonly address: string;
   readonly state: MetadataState;
+  /** Keepers whose heartbeats arrive in time. */
+  aliveKeepers(): number;
   close(): Promise<void>;
 }
 
@@ -218,6 +220,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   return {
     address,
     state,
+    aliveKeepers: () => keepers.all().filter((k) => k.alive).length,
     async close() {
       clearInterval(watcher);
       await server.close();
