@@ -389,6 +389,44 @@ test('get into a directory puts the file inside under the remote name; a directo
   await rejectsWith(localWritePlan(join(dir, 'f.bin')), 'IS_A_DIRECTORY', /is a directory/);
 });
 
+test('mv into a directory keeps the name: DST ending in / or an existing directory; otherwise a plain rename', async (t) => {
+  const cluster = await clusterWithFile(t, '/a.txt', payload);
+  const env = { DFS_MASTER: cluster.master };
+  cluster.dirs.add('/docs');
+  assert.equal(await clientCommands.mv!.run(['/a.txt', '/docs/'], io(env)), 0);
+  assert.deepEqual([...cluster.files.keys()], ['/docs/a.txt']);
+  cluster.dirs.add('/old');
+  assert.equal(await clientCommands.mv!.run(['/docs/a.txt', '/old'], io(env)), 0);
+  assert.deepEqual([...cluster.files.keys()], ['/old/a.txt']);
+  assert.equal(await clientCommands.mv!.run(['/old/a.txt', '/b.txt'], io(env)), 0);
+  assert.deepEqual([...cluster.files.keys()], ['/b.txt']);
+  assert.equal(await clientCommands.mv!.run(['b.txt', '/'], io(env)), 0);
+  assert.deepEqual([...cluster.files.keys()], ['/b.txt']);
+  const cli = io();
+  await clientCommands.mv!.run(['--help'], cli);
+  assert.match(cli.out(), /DST ending in '\/' or naming an existing directory/);
+});
+
+test('a remote path the master would refuse is INVALID_ARGUMENT naming the problem, before any connection', async () => {
+  const longName = `/${'n'.repeat(256)}`;
+  const longPath = '/a'.repeat(2100);
+  const cases: [string[], RegExp][] = [
+    [['stat', longName], /256 bytes long, more than the limit of 255/],
+    [['ls', longPath], /4200 bytes long, more than the limit of 4096/],
+    [['mkdir', '/a/../b'], /'\.\.'/],
+    [['rm', '/a/./b'], /'\.'/],
+    [['cat', '/a\nb'], /control character U\+000A/],
+    [['get', '/a\x7fb'], /control character U\+007F/],
+    [['mv', '/a', longName], /more than the limit of 255/],
+  ];
+  for (const [[cmd, ...args], pattern] of cases) {
+    // NO_MASTER points at a closed port: reaching it would be UNAVAILABLE, not INVALID_ARGUMENT.
+    await rejectsWith(clientCommands[cmd]!.run(args, io(NO_MASTER)), 'INVALID_ARGUMENT', pattern);
+  }
+  await rejectsWith(clientCommands.put!.run(['/nonexistent/local', longName], io(NO_MASTER)), 'INVALID_ARGUMENT', /limit of 255/);
+  assert.equal(remotePath('a//b/'), '/a/b');
+});
+
 test('remote paths without a leading slash are taken from the root', () => {
   assert.equal(remotePath('docs/a'), '/docs/a');
   assert.equal(remotePath('/docs/a'), '/docs/a');

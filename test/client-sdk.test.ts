@@ -328,6 +328,22 @@ test('invalid put options are refused before the master is asked', async (t) => 
   assert.equal(cluster.begun.length, 0);
 });
 
+test('the API checks paths as the master does and refuses bad ones with INVALID_ARGUMENT before sending', async (t) => {
+  const { cluster, client } = await setup(t);
+  const bad = (why: RegExp) => (e: unknown) => e instanceof DfsError && e.code === 'INVALID_ARGUMENT' && why.test(e.message);
+  const long = `/${'x'.repeat(5000)}`;
+  await assert.rejects(client.stat(long), bad(/5001 bytes long, more than the limit of 4096/));
+  await assert.rejects(client.list('relative'), bad(/not absolute/));
+  await assert.rejects(client.put('/a/', Buffer.alloc(1)), bad(/ends with '\/'/));
+  await assert.rejects(client.put(`/${'y'.repeat(300)}`, Buffer.alloc(1)), bad(/limit of 255/));
+  await assert.rejects(client.get('/a\tb'), bad(/control character/));
+  await assert.rejects(client.mkdir('/a/..'), bad(/'\.\.'/));
+  await assert.rejects(client.remove('//a'), bad(/empty name/));
+  await assert.rejects(client.rename('/a', long), bad(/limit of 4096/));
+  assert.equal(cluster.begun.length, 0);
+  assert.deepEqual([...cluster.dirs], ['/']);
+});
+
 test('a signal aborted before the call is CANCEL as a DfsError, and nothing reaches the master', async (t) => {
   const { cluster, client } = await setup(t);
   const signal = AbortSignal.abort();

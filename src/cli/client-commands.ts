@@ -11,6 +11,7 @@ import { MAX_CHUNK_SIZE, MIN_CLI_CHUNK_SIZE } from '../client/chunker.js';
 import type { ClusterStatus, EntryInfo, StatInfo } from '../client/types.js';
 import { MAX_REPLICATION } from '../client/upload.js';
 import { DfsError } from '../wire/errors.js';
+import { normalisePath } from '../master/paths.js';
 import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command, type Options, type ParsedArgs } from './command.js';
 import { formatBytes, formatTable, formatTime } from './format.js';
 import { ProgressBar } from './progress.js';
@@ -36,9 +37,13 @@ export function masterAddress(values: ParsedArgs['values'], env: NodeJS.ProcessE
   throw new DfsError('INVALID_ARGUMENT', 'no master given: pass --master HOST:PORT or set DFS_MASTER');
 }
 
-/** dfs has no working directory: a relative remote path is taken from the root. */
+/**
+ * dfs has no working directory: a relative remote path is taken from the root. Repeated and trailing
+ * slashes are dropped; a path the master would refuse (too long, '.', '..', control characters) is
+ * INVALID_ARGUMENT naming the problem before anything is sent.
+ */
 export function remotePath(text: string): string {
-  return text.startsWith('/') ? text : `/${text}`;
+  return normalisePath(text.startsWith('/') ? text : `/${text}`);
 }
 
 async function withClient<T>(values: ParsedArgs['values'], io: CliIO, fn: (client: DfsClient) => Promise<T>): Promise<T> {
@@ -259,7 +264,8 @@ ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('cat', argv, {}, 1, 1);
     if (values.help) return help(io, this);
-    await withClient(values, io, (client) => download(client, remotePath(positionals[0]!), '-', io, true));
+    const remote = remotePath(positionals[0]!);
+    await withClient(values, io, (client) => download(client, remote, '-', io, true));
     return 0;
   },
 };
@@ -340,7 +346,8 @@ ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('stat', argv, { json: { type: 'boolean' } }, 1, 1);
     if (values.help) return help(io, this);
-    const info = await withClient(values, io, (client) => client.stat(remotePath(positionals[0]!), { signal: io.signal }));
+    const path = remotePath(positionals[0]!);
+    const info = await withClient(values, io, (client) => client.stat(path, { signal: io.signal }));
     io.stdout.write(`${values.json ? JSON.stringify(info, null, 2) : formatStat(info)}\n`);
     return 0;
   },
@@ -357,7 +364,8 @@ ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('rm', argv, { recursive: { type: 'boolean', short: 'r' } }, 1, 1);
     if (values.help) return help(io, this);
-    await withClient(values, io, (client) => client.remove(remotePath(positionals[0]!), { recursive: values.recursive === true, signal: io.signal }));
+    const path = remotePath(positionals[0]!);
+    await withClient(values, io, (client) => client.remove(path, { recursive: values.recursive === true, signal: io.signal }));
     return 0;
   },
 };
@@ -373,7 +381,8 @@ ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('mkdir', argv, { parents: { type: 'boolean', short: 'p' } }, 1, 1);
     if (values.help) return help(io, this);
-    await withClient(values, io, (client) => client.mkdir(remotePath(positionals[0]!), { parents: values.parents === true, signal: io.signal }));
+    const path = remotePath(positionals[0]!);
+    await withClient(values, io, (client) => client.mkdir(path, { parents: values.parents === true, signal: io.signal }));
     return 0;
   },
 };
@@ -382,16 +391,34 @@ const mv: Command = {
   summary: 'rename or move a file or directory',
   usage: `dfs mv SRC DST
 
-Renames SRC to DST. No data moves: only the namespace changes.
+Renames SRC to DST. No data moves: only the namespace changes. As with put,
+a DST ending in '/' or naming an existing directory means "into that
+directory": SRC keeps its name there (dfs mv /a.txt /docs/ is /docs/a.txt).
 
 ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('mv', argv, {}, 2, 2);
     if (values.help) return help(io, this);
-    await withClient(values, io, (client) => client.rename(remotePath(positionals[0]!), remotePath(positionals[1]!), { signal: io.signal }));
+    const src = remotePath(positionals[0]!);
+    const dstArg = positionals[1]!;
+    const dst = remotePath(dstArg);
+    await withClient(values, io, async (client) => {
+      const into = dstArg.endsWith('/') || (await isDirectory(client, dst, io.signal));
+      await client.rename(src, into ? remotePath(`${dst}/${basename(src)}`) : dst, { signal: io.signal });
+    });
     return 0;
   },
 };
+
+/** Whether `path` is a directory in dfs; false when nothing is there. */
+async function isDirectory(client: DfsClient, path: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    return (await client.stat(path, { signal })).type === 'directory';
+  } catch (err) {
+    if (err instanceof DfsError && err.code === 'NOT_FOUND') return false;
+    throw err;
+  }
+}
 
 export interface StatusTotals {
   keepers: number;

@@ -8,6 +8,7 @@ import {
   CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, LIST, LIST_BODY, MKDIR, NodeType, REMOVE, RENAME, STAT, STATUS, STATUS_BODY,
 } from '../protocol/ops.js';
 import { WorkerPool } from '../workers/pool.js';
+import { checkPath } from '../master/paths.js';
 import type { UploadSource } from './chunker.js';
 import { ConnectionCache } from './connections.js';
 import { DfsReadStream, type GetOptions } from './download.js';
@@ -63,6 +64,7 @@ export class DfsClient {
    */
   async put(path: string, source: UploadSource, options: PutOptions = {}): Promise<PutResult> {
     this.assertOpen();
+    checkPath('put', path);
     return upload({ master: this.masterLink, keepers: this.cache, pool: () => this.pool() }, path, source, options);
   }
 
@@ -72,6 +74,7 @@ export class DfsClient {
    */
   async get(path: string, options: GetOptions = {}): Promise<DfsReadStream> {
     this.assertOpen();
+    checkPath('get', path);
     const info = await this.stat(path, options);
     if (info.type !== 'file') throw new DfsError('IS_A_DIRECTORY', `get ${path}: is a directory`);
     const total = info.chunks.reduce((n, c) => n + c.size, 0);
@@ -84,6 +87,7 @@ export class DfsClient {
   /** The entries of directory `path`, in the master's order. */
   async list(path: string, options: SignalOption = {}): Promise<EntryInfo[]> {
     this.assertOpen();
+    checkPath('ls', path);
     const { body } = await this.masterLink.call(LIST, { path }, { signal: options.signal, idempotent: true });
     return decodeRecord(LIST_BODY, body).entries.map(toEntry);
   }
@@ -91,6 +95,7 @@ export class DfsClient {
   /** What `path` is; for a file, its chunks and where each replica lives. */
   async stat(path: string, options: SignalOption = {}): Promise<StatInfo> {
     this.assertOpen();
+    checkPath('stat', path);
     const { response, body } = await this.masterLink.call(STAT, { path }, { signal: options.signal, idempotent: true });
     const entry = toEntry(response);
     const chunks = entry.type === 'file' && body.length > 0 ? decodeRecord(CHUNKS_BODY, body).chunks.map(toChunk) : [];
@@ -99,16 +104,20 @@ export class DfsClient {
 
   async remove(path: string, options: SignalOption & { recursive?: boolean } = {}): Promise<void> {
     this.assertOpen();
+    checkPath('rm', path);
     await this.masterLink.call(REMOVE, { path, recursive: options.recursive ?? false }, { signal: options.signal });
   }
 
   async mkdir(path: string, options: SignalOption & { parents?: boolean } = {}): Promise<void> {
     this.assertOpen();
+    checkPath('mkdir', path);
     await this.masterLink.call(MKDIR, { path, parents: options.parents ?? false }, { signal: options.signal });
   }
 
   async rename(src: string, dst: string, options: SignalOption = {}): Promise<void> {
     this.assertOpen();
+    checkPath('mv', src);
+    checkPath('mv', dst);
     await this.masterLink.call(RENAME, { src, dst }, { signal: options.signal });
   }
 
