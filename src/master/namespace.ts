@@ -361,7 +361,7 @@ export class MetadataState {
     if (node.kind === 'dir' && node.children.size > 0 && !e.recursive) {
       throw new DfsError(
         'DIRECTORY_NOT_EMPTY',
-        `remove ${path}: the directory holds ${node.children.size} entries; remove it recursively to delete them too`,
+        `remove ${path}: the directory holds ${node.children.size} ${node.children.size === 1 ? 'entry' : 'entries'}; remove it recursively to delete ${node.children.size === 1 ? 'it' : 'them'} too`,
       );
     }
     return () => {
