@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Connection, duplexPair, readAll, type WireStream } from '../src/transport/index.js';
+import { Flag, FrameDecoder, FrameType, encodeHello, encodePreface } from '../src/wire/index.js';
 
 function pair(settings: { client?: object; server?: object } = {}) {
   const [a, b] = duplexPair();
@@ -134,4 +135,21 @@ test('a reader that stops reading stops the sender, and resuming delivers every 
   s.end(body);
   assert.ok((await got).equals(body));
   close();
+});
+
+test('a small body written with end() leaves as one DATA frame carrying END_STREAM', async () => {
+  const [a, b] = duplexPair();
+  const client = new Connection(a, { role: 'client' });
+  const frames: { type: number; flags: number; length: number }[] = [];
+  const decoder = new FrameDecoder({ maxFrameSize: 1 << 20, expectPreface: true });
+  b.on('data', (chunk: Buffer) => decoder.push(chunk, (f) => frames.push({ type: f.type, flags: f.flags, length: f.payload.length })));
+  b.write(Buffer.concat([encodePreface(), encodeHello({})]));
+  await client.ready;
+  const s = client.openStream(0x10, 1, Buffer.alloc(0));
+  s.on('error', () => {});
+  s.end(Buffer.alloc(64, 7));
+  await new Promise((r) => setTimeout(r, 20));
+  const data = frames.filter((f) => f.type === FrameType.DATA);
+  assert.deepEqual(data, [{ type: FrameType.DATA, flags: Flag.END_STREAM, length: 64 }]);
+  client.destroy();
 });

@@ -270,14 +270,20 @@ export class Connection extends EventEmitter implements StreamHost {
 
   // ---- Writing ----
 
+  /**
+   * Flushes once the current burst of work has settled: after every pending nextTick, so that a
+   * stream's end() lands on the same DATA frame as its last write, and many streams share one writev.
+   */
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    process.nextTick(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    setImmediate(this.flushNow);
   }
+
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   /**
    * Whether the socket has taken enough for now. A socket's own high-water mark (16 KiB for net) is

@@ -25,7 +25,8 @@ export type StreamState = 'pending' | 'open' | 'half-closed-local' | 'half-close
 interface PendingWrite {
   chunk: Buffer;
   offset: number;
-  callback: (err?: Error | null) => void;
+  /** Null once the write was acknowledged early, because it fit in credit already granted. */
+  callback: ((err?: Error | null) => void) | null;
 }
 
 export class WireStream extends Duplex {
@@ -40,10 +41,14 @@ export class WireStream extends Duplex {
   /** Encoded header fields of the OPEN. */
   readonly header: Buffer;
 
-  // Sending: bounded by the peer's credit. One pending chunk at a time: Writable serialises _write calls.
+  // Sending: bounded by the peer's credit. A write that fits in the credit not yet spoken for is
+  // acknowledged at once (so end() can ride on the same DATA frame); a larger one is acknowledged
+  // once sent. Either way what waits here is at most the window plus one chunk.
   sendWindow: number;
   sentBytes = 0;
-  private pending: PendingWrite | null = null;
+  private readonly queue: PendingWrite[] = [];
+  /** Bytes in `queue` not yet sent. */
+  private queuedBytes = 0;
   private endRequested = false;
   private endSent = false;
   /** Set once END_STREAM or RESET left, so nothing more is sent. */
@@ -109,7 +114,10 @@ export class WireStream extends Duplex {
       callback();
       return;
     }
-    this.pending = { chunk, offset: 0, callback };
+    const early = this.state !== 'pending' && chunk.length <= this.sendWindow - this.queuedBytes;
+    this.queue.push({ chunk, offset: 0, callback: early ? null : callback });
+    this.queuedBytes += chunk.length;
+    if (early) process.nextTick(callback);
     this.host.markSendable(this);
   }
 
@@ -127,7 +135,7 @@ export class WireStream extends Duplex {
   /** Whether the connection's scheduler can send something for this stream now. */
   hasSendable(): boolean {
     if (this.sendClosed || this.state === 'pending') return false;
-    if (this.pending) return this.sendWindow > 0;
+    if (this.queue.length > 0) return this.sendWindow > 0;
     return this.endRequested && !this.endSent;
   }
 
@@ -137,7 +145,7 @@ export class WireStream extends Duplex {
    */
   takeData(max: number): { data: Buffer; end: boolean } | null {
     if (!this.hasSendable()) return null;
-    const p = this.pending;
+    const p = this.queue[0];
     if (!p) {
       this.endSent = true;
       return { data: EMPTY, end: true };
@@ -148,13 +156,14 @@ export class WireStream extends Duplex {
     p.offset += n;
     this.sendWindow -= n;
     this.sentBytes += n;
+    this.queuedBytes -= n;
     let end = false;
     if (p.offset === p.chunk.length) {
-      this.pending = null;
+      this.queue.shift();
       // The callback lets Writable hand over the next chunk or call _final.
-      process.nextTick(p.callback);
+      if (p.callback) process.nextTick(p.callback);
     }
-    if (!this.pending && this.endRequested) {
+    if (this.queue.length === 0 && this.endRequested) {
       this.endSent = true;
       end = true;
     }
@@ -176,7 +185,7 @@ export class WireStream extends Duplex {
   addSendCredit(increment: number): boolean {
     if (this.sendWindow + increment > 0x7fff_ffff) return false;
     this.sendWindow += increment;
-    if (this.pending) this.host.markSendable(this);
+    if (this.queue.length > 0) this.host.markSendable(this);
     return true;
   }
 
@@ -284,11 +293,10 @@ export class WireStream extends Duplex {
     this.sendClosed = true;
     this.closeError = err ?? new DfsError('STREAM_CLOSED', `stream ${this.id} was closed by the peer`);
     for (const w of this.replyWaiters.splice(0)) w.reject(this.closeError);
-    if (this.pending) {
-      const cb = this.pending.callback;
-      this.pending = null;
-      process.nextTick(cb, err);
+    for (const p of this.queue.splice(0)) {
+      if (p.callback) process.nextTick(p.callback, err);
     }
+    this.queuedBytes = 0;
     const fin = this.finalCallback;
     this.finalCallback = null;
     if (fin) process.nextTick(fin, err);
