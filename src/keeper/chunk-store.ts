@@ -436,26 +436,23 @@ export class ChunkStore {
    * Deletes a chunk; false if it was not stored. Not fsynced: a delete lost to a power failure
    * brings the chunk back, the next inventory reports it, and the master deletes it again.
    */
-  async delete(id: string): Promise<boolean> {
-    this.assertOpen();
-    assertChunkId(id);
-    const info = this.index.get(id);
-    if (info === undefined) return false;
-    this.index.delete(id);
-    this.usedBytes -= info.size;
-    this.removing.add(id);
-    try {
-      await rm(this._path(id), { force: true });
-    } catch (err) {
-      throw fsError(err, `delete chunk ${id}`);
-    } finally {
-      this.removing.delete(id);
-    }
-    return true;
+  delete(id: string): Promise<boolean> {
+    return this.takeOut(id, async (path) => {
+      try {
+        await rm(path, { force: true });
+      } catch (err) {
+        throw fsError(err, `delete chunk ${id}`);
+      }
+    });
   }
 
   /** Moves a chunk to quarantine/ (a damaged replica kept for inspection); false if it was not stored. */
-  async quarantine(id: string): Promise<boolean> {
+  quarantine(id: string): Promise<boolean> {
+    return this.takeOut(id, (path) => this.moveToQuarantine(path, id));
+  }
+
+  /** Removes a chunk from the index and its space from `used`, then lets `move` deal with its file. */
+  private async takeOut(id: string, move: (path: string) => Promise<unknown>): Promise<boolean> {
     this.assertOpen();
     assertChunkId(id);
     const info = this.index.get(id);
@@ -464,7 +461,7 @@ export class ChunkStore {
     this.usedBytes -= info.size;
     this.removing.add(id);
     try {
-      await this.moveToQuarantine(this._path(id), id);
+      await move(this._path(id));
     } finally {
       this.removing.delete(id);
     }
