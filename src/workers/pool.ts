@@ -269,7 +269,10 @@ export class WorkerPool {
     this.closed = true;
     const gone = new DfsError('UNAVAILABLE', 'worker pool is closed');
     this.failQueued(gone);
+    // Idle workers are unref'd; while closing they must keep the process alive until they have
+    // exited, or a caller awaiting close() is left with a promise that never settles.
     this.closing = (async () => {
+      for (const slot of this.slots) slot.worker?.ref();
       while (this.slots.some((s) => s.busy !== null)) {
         await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       }
@@ -530,7 +533,8 @@ export class WorkerPool {
   /** A worker keeps the process alive only while it has work; an idle pool never does. */
   private updateRef(slot: Slot): void {
     if (slot.worker === null) return;
-    const wanted = slot.busy !== null || slot.pinned.length > 0 || (!slot.ready && this.queue.length > 0);
+    // While closing, every worker holds the process until it has exited (see close()).
+    const wanted = this.closing !== null || slot.busy !== null || slot.pinned.length > 0 || (!slot.ready && this.queue.length > 0);
     if (wanted) slot.worker.ref();
     else slot.worker.unref();
   }
