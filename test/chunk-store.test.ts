@@ -126,10 +126,11 @@ test('a chunk whose bytes do not match the declared hash or size is refused and 
   for (const fan of await readdir(join(dir, 'chunks'))) assert.deepEqual(await readdir(join(dir, 'chunks', fan)), []);
 });
 
-test('a stored chunk with a flipped bit or a missing tail fails to read with CHECKSUM_MISMATCH, never returning its bytes', async (t) => {
+for (const size of [300_000, 4096]) test(`a stored ${size}-byte chunk with a flipped bit or a missing tail fails to read with CHECKSUM_MISMATCH, never returning its bytes`, async (t) => {
+  // 300,000 bytes are read and hashed in a worker, 4,096 on the keeper's own thread: both must check.
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
-  const data = rng(SEED).bytes(300_000);
+  const data = rng(SEED).bytes(size);
   const flipped = newId();
   const cut = newId();
   await put(store, flipped, data);
