@@ -124,6 +124,9 @@ test('the dfs command reports errors in one line with the code and exits non-zer
   const noMaster = await dfs(['ls', '--master', '127.0.0.1:1']);
   assert.equal(noMaster.code, 1);
   assert.match(noMaster.stderr, /^dfs ls: .*127\.0\.0\.1:1.*\(UNAVAILABLE\)\n$/);
+  const keeperAsMaster = await dfs(['ls', '/', '--master', keepers[0]!.address]);
+  assert.equal(keeperAsMaster.code, 2);
+  assert.match(keeperAsMaster.stderr, /is not a dfs master .*is it a keeper\?\) \(INVALID_ARGUMENT\)\n$/);
 });
 
 test('a replica damaged on disk is skipped: the reader gets the right bytes from another keeper', async () => {

@@ -63,6 +63,11 @@ export function backoffMs(attempt: number, baseMs = 50, capMs = 2_000): number {
 }
 
 function withMaster(err: DfsError, address: string): DfsError {
+  if (err.code === 'UNKNOWN_OPERATION') {
+    // Every master serves every master operation: whoever answers this is something else, most
+    // often a keeper given as the master.
+    return new DfsError('INVALID_ARGUMENT', `${address} is not a dfs master (it does not serve master operations; is it a keeper?)`, { cause: err });
+  }
   if (err.code !== 'CONNECTION_CLOSED' && err.code !== 'IDLE_TIMEOUT' && err.code !== 'REFUSED_STREAM') return err;
   return new DfsError('UNAVAILABLE', `master ${address} is unavailable: ${err.message}`, { cause: err });
 }
