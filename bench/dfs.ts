@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { DfsClient } from '../src/index.js';
 import { parseBytes, parseIntOption } from '../src/cli/command.js';
-import { HOST, closedLoop, median, percentile, withTimeout, type RpcResult } from './wire-common.js';
+import { HOST, closedLoop, median, percentile, withTimeout, type RpcResult, runMain } from './wire-common.js';
 
 const MB = 1e6;
 const MiB = 1024 ** 2;
@@ -821,13 +821,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    // Anything the client left open must not keep the process alive.
-    setTimeout(() => process.exit(0), 2000).unref();
-  },
-  (err: unknown) => {
-    console.error(`bench:dfs failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('bench:dfs', main);

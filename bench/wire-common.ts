@@ -139,3 +139,19 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Runs a benchmark's main function: exits 0 when it resolves (a contender or client left open must
+ * not keep the process alive), 1 with the error when it rejects.
+ */
+export function runMain(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => {
+      setTimeout(() => process.exit(0), 2000).unref();
+    },
+    (err: unknown) => {
+      console.error(`${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(1);
+    },
+  );
+}

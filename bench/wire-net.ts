@@ -29,23 +29,32 @@ function bulkSink(socket: net.Socket): void {
   socket.on('error', () => socket.destroy());
 }
 
-/** Echoes every complete length-prefixed frame; one corked batch of writes per read. */
-function echoFrames(socket: net.Socket): void {
+/**
+ * Calls `onFrame` for every complete length-prefixed frame the socket delivers, keeping a partial
+ * frame for the next read. Writes made from `onFrame` leave in one corked batch per read.
+ */
+function onFrames(socket: net.Socket, onFrame: (frame: Buffer) => void, afterRead: () => void = () => {}): void {
   let pending: Buffer | null = null;
   socket.on('data', (chunk: Buffer) => {
-    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    const buf = pending ? Buffer.concat([pending, chunk]) : chunk;
     pending = null;
     let offset = 0;
     socket.cork();
     while (buf.length - offset >= LENGTH_PREFIX) {
       const size = LENGTH_PREFIX + buf.readUInt32BE(offset);
       if (buf.length - offset < size) break;
-      socket.write(buf.subarray(offset, offset + size));
+      onFrame(buf.subarray(offset, offset + size));
       offset += size;
     }
     socket.uncork();
+    afterRead();
     if (offset < buf.length) pending = buf.subarray(offset);
   });
+}
+
+/** Echoes every complete length-prefixed frame. */
+function echoFrames(socket: net.Socket): void {
+  onFrames(socket, (frame) => socket.write(frame));
   socket.on('error', () => socket.destroy());
 }
 
@@ -86,26 +95,12 @@ async function rpc(ports: Ports, options: RpcOptions): Promise<RpcResult> {
   // Responses come back in order on one socket, so completions form a FIFO.
   const waiting: ((err?: Error | null) => void)[] = [];
   let head = 0;
-  let pending: Buffer | null = null;
-  socket.on('data', (chunk: Buffer) => {
-    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
-    pending = null;
-    let offset = 0;
-    // New requests issued from the callbacks below leave in one corked write.
-    socket.cork();
-    while (buf.length - offset >= LENGTH_PREFIX) {
-      const size = LENGTH_PREFIX + buf.readUInt32BE(offset);
-      if (buf.length - offset < size) break;
-      offset += size;
-      const done = waiting[head++]!;
-      done();
-    }
-    socket.uncork();
+  // New requests issued from the completions leave in one corked write.
+  onFrames(socket, () => waiting[head++]!(), () => {
     if (head > 4096) {
       waiting.splice(0, head);
       head = 0;
     }
-    if (offset < buf.length) pending = buf.subarray(offset);
   });
   let failure: Error | null = null;
   socket.on('error', (err) => {

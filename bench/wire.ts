@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
 import { CONTENDER_KEYS, loadContender, type ContenderKey } from './wire-contenders.js';
-import { median, percentile, withTimeout, type Contender, type Ports } from './wire-common.js';
+import { median, percentile, withTimeout, type Contender, type Ports, runMain } from './wire-common.js';
 import type { ServerMessage } from './wire-server.js';
 
 const MB = 1e6;
@@ -409,13 +409,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    // Anything a contender left open must not keep the process alive.
-    setTimeout(() => process.exit(0), 2000).unref();
-  },
-  (err: unknown) => {
-    console.error(`bench:wire failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('bench:wire', main);

@@ -287,42 +287,33 @@ export class ChunkStore {
 
   /** @internal Renames the writer's temp file into place once the worker verified it. */
   async _commit(w: ChunkWriter, session: FileWriteSession): Promise<void> {
-    const final = this._path(w.id);
-    try {
-      const opts = {
-        expect: w.sha256,
-        fsync: this.fsync,
-        renameTo: final,
-        ...(this.fsync ? { syncDir: join(this.dir, 'chunks', fanOut(w.id)) } : {}),
-      };
-      await session.finish(opts);
-    } catch (err) {
-      // The rename may have happened before a failing directory fsync; nothing of this write may stay visible.
-      await rm(final, { force: true }).catch(() => undefined);
-      await this._release(w);
-      throw fsError(err, `chunk ${w.id}: commit`);
-    }
-    this.pending.delete(w.id);
-    this.reservedBytes -= w.size;
-    this.index.set(w.id, { id: w.id, size: w.size, sha256: w.sha256, created: w.created });
-    this.usedBytes += w.size;
+    await this.makeDurable(w, (place) => session.finish({ expect: w.sha256, ...place }));
   }
 
   /** @internal Verifies a small chunk gathered in memory, then writes, fsyncs and renames it in one worker request. */
   async _commitBuffered(w: ChunkWriter, buffer: Buffer): Promise<void> {
-    const final = this._path(w.id);
-    try {
+    await this.makeDurable(w, async (place) => {
       const digest = createHash('sha256').update(buffer.subarray(CHUNK_HEADER_SIZE)).digest('hex');
       if (digest !== w.sha256) {
         throw new DfsError('CHECKSUM_MISMATCH', `sha256 of ${w.size} bytes is ${digest}, expected ${w.sha256}`);
       }
-      await this.pool.writeFile(w.tempPath!, buffer, {
-        fsync: this.fsync,
-        renameTo: final,
-        ...(this.fsync ? { syncDir: join(this.dir, 'chunks', fanOut(w.id)) } : {}),
-      });
+      await this.pool.writeFile(w.tempPath!, buffer, place);
+    });
+  }
+
+  /**
+   * Runs the step that verifies, fsyncs and renames a chunk into place, then indexes it. On any
+   * failure nothing of the write stays visible: the rename may already have happened before a
+   * failing directory fsync, so the final file is removed too.
+   */
+  private async makeDurable(
+    w: ChunkWriter,
+    step: (place: { fsync: boolean; renameTo: string; syncDir?: string }) => Promise<unknown>,
+  ): Promise<void> {
+    const final = this._path(w.id);
+    try {
+      await step({ fsync: this.fsync, renameTo: final, ...(this.fsync ? { syncDir: join(this.dir, 'chunks', fanOut(w.id)) } : {}) });
     } catch (err) {
-      // The rename may have happened before a failing directory fsync; nothing of this write may stay visible.
       await rm(final, { force: true }).catch(() => undefined);
       await this._release(w);
       throw fsError(err, `chunk ${w.id}: commit`);
