@@ -56,6 +56,7 @@ async function runWrite(opts: WritePipelineOptions, stallMs: number, request: Wr
   let received = 0;
   try {
     await pump(body, (piece) => {
+      watchdog.resume(); // bytes arrived: the upstream is alive
       received += piece.length;
       if (received > size) {
         // The body is not the chunk it claims to be: stop here rather than read an unbounded body.
@@ -323,7 +324,7 @@ class StallWatchdog {
   private last = Date.now();
   private waiting = true;
 
-  constructor(private readonly ms: number, private readonly onStall: () => void) {
+  constructor(ms: number, onStall: () => void) {
     this.timer = setInterval(() => {
       if (this.waiting && Date.now() - this.last >= ms) {
         this.stop();

@@ -3,7 +3,7 @@
 import {
   CRITICAL_FLAGS_MASK, DEFAULT_SETTINGS, DEFINED_FLAGS, FRAME_HEADER_LENGTH, FrameType, HELLO_EXTENSION_BASE,
   MAX_FRAME_SIZE_CEILING, MAX_REASON_LENGTH, MAX_STREAM_ID, MAX_WINDOW, PREFACE_LENGTH, PREFACE_MAGIC,
-  PROTOCOL_MAJOR_VERSION, SETTING_KEYS, SETTING_RANGES, Setting, frameTypeName, isKnownFrameType,
+  PROTOCOL_MAJOR_VERSION, SETTING_KEYS, SETTING_RANGES, frameTypeName, isKnownFrameType,
   type Settings,
 } from './constants.js';
 import { WireError, errorCodeFromValue, errorValue, type ErrorCode } from './errors.js';
