@@ -26,6 +26,9 @@ const BODIES: Record<string, [string, string]> = {
   STAT: ['none', 'CHUNKS_BODY for a file, none for a directory'],
   COMMIT: ['CHUNKS_BODY: the chunks in file order, each with the keepers that acknowledged it', 'none'],
   STATUS: ['none', 'STATUS_BODY'],
+  HEARTBEAT: ['HEARTBEAT_BODY (optional)', 'TASKS_BODY (optional)'],
+  CHUNK_REPORT: ['CHUNK_IDS_BODY', 'none'],
+  FSCK: ['none', 'FSCK_BODY'],
   WRITE_CHUNK: ['the chunk bytes, streamed', 'none'],
   READ_CHUNK: ['none', 'the chunk bytes, verified before sending'],
 };
@@ -41,7 +44,7 @@ export function renderOpsTable(): string {
     lines.push(`| ${o.name} | 0x${o.op.toString(16).padStart(4, '0')} | ${o.version} | ${fieldsInline(o.request)} | ${fieldsInline(o.response)} | ${reqBody} | ${repBody} |`);
   }
   lines.push('', 'Bodies that are records:', '');
-  for (const name of ['LIST_BODY', 'CHUNKS_BODY', 'STATUS_BODY'] as const) {
+  for (const name of ['LIST_BODY', 'CHUNKS_BODY', 'STATUS_BODY', 'HEARTBEAT_BODY', 'TASKS_BODY', 'CHUNK_IDS_BODY', 'FSCK_BODY'] as const) {
     lines.push(`- ${name}: ${fieldsInline(ops[name])}`);
   }
   return lines.join('\n');

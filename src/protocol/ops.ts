@@ -46,8 +46,69 @@ export const KEEPER_STATUS = {
   chunks: { tag: 7, type: 'u32' },
   load: { tag: 8, type: 'u32' },
   lastSeenMs: { tag: 9, type: 'u64' },
+  /** KeeperMode: 1 normal, 2 maintenance, 3 draining. */
+  mode: { tag: 10, type: 'u8', optional: true },
+  /** End of a maintenance window, ms since the epoch; 0 otherwise. */
+  modeUntil: { tag: 11, type: 'u64', optional: true },
+  /** False when the keeper refuses new chunks (disk full, disk errors, draining). */
+  acceptingWrites: { tag: 12, type: 'bool', optional: true },
+  /** The keeper's last disk error, empty when none. */
+  diskError: { tag: 13, type: 'string', optional: true },
+  /** Draining and no committed chunk depends on it any more: safe to remove. */
+  drained: { tag: 14, type: 'bool', optional: true },
 } as const satisfies Schema;
 export const STATUS_BODY = { keepers: { tag: 1, type: { list: { record: KEEPER_STATUS } } } } as const satisfies Schema;
+
+/** Keeper modes an operator sets with KEEPER_ADMIN. */
+export const KeeperMode = { NORMAL: 1, MAINTENANCE: 2, DRAINING: 3 } as const;
+
+/** Work the master hands a keeper in a heartbeat reply. */
+export const TaskKind = {
+  /** Send this keeper's replica of the chunk to the target keeper with WRITE_CHUNK (no downstream). */
+  COPY: 1,
+  /** Delete this keeper's replica of the chunk. */
+  DELETE: 2,
+  /** Re-hash this keeper's replica now; a bad one is quarantined and reported as corrupt. */
+  VERIFY: 3,
+} as const;
+
+export const TASK = {
+  taskId: { tag: 1, type: 'u64' },
+  kind: { tag: 2, type: 'u8' },
+  chunkId: { tag: 3, type: 'string' },
+  targetId: { tag: 4, type: 'string', optional: true },
+  targetAddress: { tag: 5, type: 'string', optional: true },
+} as const satisfies Schema;
+
+export const TASK_RESULT = {
+  taskId: { tag: 1, type: 'u64' },
+  /** NO_ERROR, or the registry name of the failure. */
+  status: { tag: 2, type: 'string' },
+  message: { tag: 3, type: 'string', optional: true },
+} as const satisfies Schema;
+
+/** Body of a HEARTBEAT request: outcomes of finished tasks and chunks found corrupt since the last one. */
+export const HEARTBEAT_BODY = {
+  results: { tag: 1, type: { list: { record: TASK_RESULT } } },
+  corrupt: { tag: 2, type: { list: 'string' } },
+} as const satisfies Schema;
+/** Body of a HEARTBEAT reply: new tasks for the keeper. */
+export const TASKS_BODY = { tasks: { tag: 1, type: { list: { record: TASK } } } } as const satisfies Schema;
+/** Body of CHUNK_REPORT: chunk ids the keeper holds, at most CHUNK_REPORT_PAGE per request. */
+export const CHUNK_IDS_BODY = { ids: { tag: 1, type: { list: 'string' } } } as const satisfies Schema;
+export const CHUNK_REPORT_PAGE = 65_536;
+
+/** Per-file health from FSCK: 1 healthy, 2 under-replicated, 3 corrupt, 4 missing. */
+export const FileHealth = { HEALTHY: 1, UNDER_REPLICATED: 2, CORRUPT: 3, MISSING: 4 } as const;
+export const FSCK_FILE = {
+  path: { tag: 1, type: 'string' },
+  health: { tag: 2, type: 'u8' },
+  chunks: { tag: 3, type: 'u32' },
+  underReplicated: { tag: 4, type: 'u32' },
+  corrupt: { tag: 5, type: 'u32' },
+  missing: { tag: 6, type: 'u32' },
+} as const satisfies Schema;
+export const FSCK_BODY = { files: { tag: 1, type: { list: { record: FSCK_FILE } } } } as const satisfies Schema;
 
 // ---- Master operations ----
 
@@ -121,7 +182,22 @@ export const ABORT_UPLOAD = defineOperation({
 export const STATUS = defineOperation({
   name: 'STATUS', op: 0x010a, version: 1,
   request: {},
-  response: { files: { tag: 1, type: 'u64' }, chunks: { tag: 2, type: 'u64' } },
+  response: {
+    files: { tag: 1, type: 'u64' },
+    chunks: { tag: 2, type: 'u64' },
+    /** Committed chunks with fewer live replicas than their replication factor. */
+    underReplicated: { tag: 3, type: 'u64', optional: true },
+    /** Committed chunks with no live replica. */
+    missing: { tag: 4, type: 'u64', optional: true },
+    /** Copies in flight between keepers. */
+    repairsInFlight: { tag: 5, type: 'u32', optional: true },
+    /** Chunks copied back to full replication since the master started. */
+    repaired: { tag: 6, type: 'u64', optional: true },
+    /** Bytes per second copied by repairs over the last 10 s. */
+    repairBytesPerS: { tag: 7, type: 'u64', optional: true },
+    /** Chunks awaiting garbage collection. */
+    garbage: { tag: 8, type: 'u64', optional: true },
+  },
 });
 
 export const HEARTBEAT = defineOperation({
@@ -135,8 +211,55 @@ export const HEARTBEAT = defineOperation({
     chunks: { tag: 6, type: 'u32' },
     load: { tag: 7, type: 'u32' },
     acceptingWrites: { tag: 8, type: 'bool' },
+    /** The keeper's last disk error; absent or empty when none. */
+    diskError: { tag: 9, type: 'string', optional: true },
   },
-  response: { intervalMs: { tag: 1, type: 'u32' } },
+  response: {
+    intervalMs: { tag: 1, type: 'u32' },
+    /** The master wants a full CHUNK_REPORT (it has none from this keeper since it started). */
+    reportChunks: { tag: 2, type: 'bool', optional: true },
+  },
+});
+
+/** Body: CHUNK_IDS_BODY. The master reconciles once it has the page with `final` set. */
+export const CHUNK_REPORT = defineOperation({
+  name: 'CHUNK_REPORT', op: 0x010c, version: 1,
+  request: { keeperId: { tag: 1, type: 'string' }, final: { tag: 2, type: 'bool' } },
+  response: {},
+});
+
+/** A reader saw a replica that failed its checksum; the master asks that keeper to verify it. */
+export const REPORT_CORRUPT = defineOperation({
+  name: 'REPORT_CORRUPT', op: 0x010d, version: 1,
+  request: { chunkId: { tag: 1, type: 'string' }, keeperId: { tag: 2, type: 'string' }, message: { tag: 3, type: 'string', optional: true } },
+  response: {},
+});
+
+/** Sets a keeper's mode: normal, maintenance for `durationMs`, or draining. */
+export const KEEPER_ADMIN = defineOperation({
+  name: 'KEEPER_ADMIN', op: 0x010e, version: 1,
+  request: { keeperId: { tag: 1, type: 'string' }, mode: { tag: 2, type: 'u8' }, durationMs: { tag: 3, type: 'u64', optional: true } },
+  response: { mode: { tag: 1, type: 'u8' }, until: { tag: 2, type: 'u64' }, drained: { tag: 3, type: 'bool' } },
+});
+
+/** Body: FSCK_BODY, every file under `path` (only unhealthy ones unless `all`). */
+export const FSCK = defineOperation({
+  name: 'FSCK', op: 0x010f, version: 1,
+  request: { path: { tag: 1, type: 'string' }, all: { tag: 2, type: 'bool' } },
+  response: {
+    files: { tag: 1, type: 'u64' },
+    healthy: { tag: 2, type: 'u64' },
+    underReplicated: { tag: 3, type: 'u64' },
+    corrupt: { tag: 4, type: 'u64' },
+    missing: { tag: 5, type: 'u64' },
+  },
+});
+
+/** Schedules moves from the fullest keepers to the emptiest, copying before deleting. */
+export const BALANCE = defineOperation({
+  name: 'BALANCE', op: 0x0110, version: 1,
+  request: { thresholdPercent: { tag: 1, type: 'u8' } },
+  response: { moves: { tag: 1, type: 'u32' } },
 });
 
 // ---- Keeper operations ----
