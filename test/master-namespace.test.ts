@@ -454,25 +454,74 @@ test('update-replicas records re-replication and lost copies; chunksOnKeeper fol
   s.apply({ type: 'register-keeper', id: 'k4', address: '127.0.0.1:7004', zone: 'z3', capacity: 1 << 30 });
   const f = writeFile(s, '/f', 8);
   assert.deepEqual(new Set(s.chunksOnKeeper('k1')), new Set(f.chunks));
-  const r = s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: ['k4'], remove: ['k1'] });
+  const r = s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: ['k4'], remove: ['k1'], mtime: 2 });
   assert.deepEqual(r.replicas, ['k2', 'k3', 'k4']);
   assert.deepEqual(fileStat(s, '/f').chunks[0].replicas, ['k2', 'k3', 'k4']);
   assert.deepEqual(s.chunksOnKeeper('k1'), [f.chunks[1]]);
   assert.deepEqual(s.chunksOnKeeper('k4'), [f.chunks[0]]);
   assert.deepEqual(s.chunkOwner(f.chunks[0]), { chunk: fileStat(s, '/f').chunks[0], path: '/f', index: 0, replication: 3 });
-  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: newId(), add: ['k1'], remove: [] }, 'NOT_FOUND');
-  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: f.chunks[0], add: ['k1'], remove: ['k1'] }, 'INVALID_ARGUMENT');
-  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: f.chunks[0], add: ['k7'], remove: [] }, 'NOT_FOUND');
+  // The dropped copy may still be on k1: it is garbage there from the entry's time.
+  assert.deepEqual(s.garbageOf(f.chunks[0]), { id: f.chunks[0], keepers: ['k1'], since: 2 });
+  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: newId(), add: ['k1'], remove: [], mtime: 2 }, 'NOT_FOUND');
+  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: f.chunks[0], add: ['k1'], remove: ['k1'], mtime: 2 }, 'INVALID_ARGUMENT');
+  assertRefusedUnchanged(s, { type: 'update-replicas', chunkId: f.chunks[0], add: ['k7'], remove: [], mtime: 2 }, 'NOT_FOUND');
   s.apply({ type: 'remove', path: '/f', recursive: false, mtime: 3 });
   assert.deepEqual(s.chunksOnKeeper('k4'), []);
-  assert.deepEqual(s.garbage().find((g) => g.id === f.chunks[0])?.keepers, ['k2', 'k3', 'k4']);
+  assert.deepEqual(s.garbage().find((g) => g.id === f.chunks[0])?.keepers, ['k1', 'k2', 'k3', 'k4']);
+  assert.equal(s.garbageOf(f.chunks[0])?.since, 3);
+});
+
+test('update-replicas that adds a keeper back takes its copy out of the garbage', () => {
+  const s = freshState();
+  const f = writeFile(s, '/f', 4);
+  s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: [], remove: ['k2'], mtime: 5 });
+  assert.deepEqual(s.garbageOf(f.chunks[0])?.keepers, ['k2']);
+  s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: ['k2'], remove: [], mtime: 6 });
+  assert.equal(s.garbageOf(f.chunks[0]), undefined);
+});
+
+test('mark-garbage records unused copies and skips copies a file or an upload uses where they are', () => {
+  const s = freshState();
+  const f = writeFile(s, '/f', 4);
+  const stray = newId();
+  const r = s.apply({
+    type: 'mark-garbage', mtime: 9,
+    chunks: [{ id: f.chunks[0], keepers: ['k1', 'k4'] }, { id: stray, keepers: ['k2'] }],
+  });
+  assert.equal(r.marked, 2);
+  assert.deepEqual(s.garbageOf(f.chunks[0]), { id: f.chunks[0], keepers: ['k4'], since: 9 });
+  assert.deepEqual(s.garbageOf(stray), { id: stray, keepers: ['k2'], since: 9 });
+  // A committed chunk with garbage copies elsewhere survives a checkpoint round trip.
+  assert.deepEqual(MetadataState.fromSnapshot(JSON.parse(JSON.stringify(s.snapshot()))).snapshot(), s.snapshot());
+  s.apply({ type: 'begin-upload', uploadId: newId(), path: '/g', replication: 3, chunkSize: 4, mtime: 10 });
+  const uploading = s.uploads()[0]!;
+  const chunk = newId();
+  s.apply({ type: 'allocate-chunks', uploadId: uploading.uploadId, chunks: [{ id: chunk, replicas: ['k1'] }], mtime: 11 });
+  assert.equal(s.apply({ type: 'mark-garbage', mtime: 12, chunks: [{ id: chunk, keepers: ['k1'] }] }).marked, 0);
+  assert.equal(s.garbageOf(chunk), undefined);
+  assertRefusedUnchanged(s, { type: 'mark-garbage', mtime: 12, chunks: [] }, 'INVALID_ARGUMENT');
+});
+
+test('keeper-mode sets maintenance and draining, survives checkpoints, and normal clears it', () => {
+  const s = freshState();
+  assert.deepEqual(s.keeperMode('k1'), { id: 'k1', mode: 'normal', until: 0 });
+  s.apply({ type: 'keeper-mode', id: 'k1', mode: 'maintenance', until: 1000 });
+  s.apply({ type: 'keeper-mode', id: 'k2', mode: 'draining', until: 0 });
+  assert.deepEqual(s.keeperMode('k1'), { id: 'k1', mode: 'maintenance', until: 1000 });
+  const copy = MetadataState.fromSnapshot(JSON.parse(JSON.stringify(s.snapshot())));
+  assert.deepEqual(copy.keeperMode('k2'), { id: 'k2', mode: 'draining', until: 0 });
+  s.apply({ type: 'keeper-mode', id: 'k1', mode: 'normal', until: 0 });
+  assert.equal(s.keeperMode('k1').mode, 'normal');
+  assertRefusedUnchanged(s, { type: 'keeper-mode', id: 'k9', mode: 'draining', until: 0 }, 'NOT_FOUND');
+  assertRefusedUnchanged(s, { type: 'keeper-mode', id: 'k1', mode: 'draining', until: 5 }, 'INVALID_ARGUMENT');
+  assertRefusedUnchanged(s, { type: 'keeper-mode', id: 'k1', mode: 'asleep' as 'normal', until: 0 }, 'INVALID_ARGUMENT');
 });
 
 test('stat hands out copies: a later replica update does not change an earlier answer', () => {
   const s = freshState();
   const f = writeFile(s, '/f', 4);
   const before = fileStat(s, '/f');
-  s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: [], remove: ['k3'] });
+  s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: [], remove: ['k3'], mtime: 2 });
   assert.deepEqual(before.chunks[0].replicas, KEEPERS);
   assert.ok(Object.isFrozen(before.chunks[0]));
 });
@@ -628,7 +677,7 @@ function randomWorkload(seed: number, count: number): Entry[] {
     } else if (roll < 0.87) {
       entries.push({ type: 'rename', src: anyPath(), dst: anyPath(), mtime: t });
     } else if (roll < 0.92 && chunkIds.length > 0) {
-      entries.push({ type: 'update-replicas', chunkId: pick(chunkIds), add: [pick(KEEPERS)], remove: [] });
+      entries.push({ type: 'update-replicas', chunkId: pick(chunkIds), add: [pick(KEEPERS)], remove: [], mtime: 2 });
     } else if (roll < 0.97 && chunkIds.length > 0) {
       entries.push({ type: 'forget-garbage', chunks: [{ id: pick(chunkIds), keepers: [pick(KEEPERS)] }] });
     } else {

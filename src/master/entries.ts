@@ -108,12 +108,42 @@ export interface RegisterKeeperEntry {
   readonly capacity: number;
 }
 
-/** Records re-replication (a copy made on `add`) and lost replicas (`remove`) of a committed chunk. */
+/**
+ * Records re-replication (a copy made on `add`) and dropped replicas (`remove`) of a committed chunk.
+ * A dropped replica becomes garbage on its keeper as of `mtime`: it may still hold the bytes.
+ */
 export interface UpdateReplicasEntry {
   readonly type: 'update-replicas';
   readonly chunkId: string;
   readonly add: readonly string[];
   readonly remove: readonly string[];
+  readonly mtime: number;
+}
+
+/**
+ * Records copies found on keepers (by their chunk reports) that nothing needs there: garbage as of
+ * `mtime`. Copies that a committed file or an open upload does use on that keeper are skipped.
+ */
+export interface MarkGarbageEntry {
+  readonly type: 'mark-garbage';
+  readonly chunks: readonly GarbageRelease[];
+  readonly mtime: number;
+}
+
+export type KeeperModeName = 'normal' | 'maintenance' | 'draining';
+export const KEEPER_MODES: readonly KeeperModeName[] = ['normal', 'maintenance', 'draining'];
+
+/**
+ * An operator's choice for a keeper: `maintenance` until `until` (its replicas count as live while it
+ * is down, so a planned restart starts no repair), `draining` (no new chunks; its replicas are copied
+ * elsewhere, then released), or `normal`.
+ */
+export interface KeeperModeEntry {
+  readonly type: 'keeper-mode';
+  readonly id: string;
+  readonly mode: KeeperModeName;
+  /** End of a maintenance window, ms since the epoch; 0 for the other modes. */
+  readonly until: number;
 }
 
 export interface GarbageRelease {
@@ -138,7 +168,9 @@ export type Entry =
   | RenameEntry
   | RegisterKeeperEntry
   | UpdateReplicasEntry
-  | ForgetGarbageEntry;
+  | ForgetGarbageEntry
+  | MarkGarbageEntry
+  | KeeperModeEntry;
 
 export type EntryType = Entry['type'];
 
@@ -153,6 +185,8 @@ export const ENTRY_TYPES: readonly EntryType[] = [
   'register-keeper',
   'update-replicas',
   'forget-garbage',
+  'mark-garbage',
+  'keeper-mode',
 ];
 
 // ---- shape checks ---------------------------------------------------------------------------
@@ -318,6 +352,7 @@ export function parseEntry(value: unknown): Entry {
         chunkId: fieldId(where, o, 'chunkId'),
         add: fieldKeeperList(where, o, 'add', false),
         remove: fieldKeeperList(where, o, 'remove', false),
+        mtime: fieldInt(where, o, 'mtime', 0),
       };
     case 'forget-garbage': {
       const chunks = items(where, o, 'chunks', false).map((c, i) => ({
@@ -325,6 +360,22 @@ export function parseEntry(value: unknown): Entry {
         keepers: fieldKeeperList(`${where} chunks[${i}]`, c, 'keepers', true),
       }));
       return { type, chunks };
+    }
+    case 'mark-garbage': {
+      const chunks = items(where, o, 'chunks', true).map((c, i) => ({
+        id: fieldId(`${where} chunks[${i}]`, c, 'id'),
+        keepers: fieldKeeperList(`${where} chunks[${i}]`, c, 'keepers', true),
+      }));
+      return { type, chunks, mtime: fieldInt(where, o, 'mtime', 0) };
+    }
+    case 'keeper-mode': {
+      const mode = o.mode;
+      if (typeof mode !== 'string' || !(KEEPER_MODES as readonly string[]).includes(mode)) {
+        bad(where, `mode must be one of ${KEEPER_MODES.join(', ')}, got ${JSON.stringify(mode) ?? 'nothing'}`);
+      }
+      const until = fieldInt(where, o, 'until', 0);
+      if (mode !== 'maintenance' && until !== 0) bad(where, `until must be 0 unless the mode is maintenance`);
+      return { type, id: fieldKeeperName(where, o, 'id'), mode: mode as KeeperModeName, until };
     }
     default:
       return bad('entry', `unknown type ${JSON.stringify(type) ?? 'nothing'}; known types are ${ENTRY_TYPES.join(', ')}`);

@@ -20,6 +20,10 @@ import {
   type CommitFileEntry,
   type Entry,
   type ForgetGarbageEntry,
+  type KeeperModeEntry,
+  type KeeperModeName,
+  type MarkGarbageEntry,
+  KEEPER_MODES,
   type MkdirEntry,
   type RegisterKeeperEntry,
   type RemoveEntry,
@@ -39,7 +43,10 @@ import type {
   EntryResults,
   ForgetGarbageResult,
   GarbageChunk,
+  KeeperModeInfo,
+  KeeperModeResult,
   KeeperRecord,
+  MarkGarbageResult,
   ListEntry,
   MetadataSnapshot,
   MetadataStats,
@@ -127,6 +134,8 @@ export class MetadataState {
   private readonly uploadsById = new Map<string, Upload>();
   private readonly keepersById = new Map<string, KeeperRecord>();
   private readonly garbageById = new Map<string, GarbageRecord>();
+  /** Keepers an operator put in maintenance or draining; absent means normal. */
+  private readonly modesById = new Map<string, KeeperModeInfo>();
   /** Every chunk of a committed file, for replica updates and re-replication. */
   private readonly fileChunks = new Map<string, FileChunkRef>();
   /** Every chunk allocated to a pending upload. */
@@ -174,6 +183,10 @@ export class MetadataState {
         return this.prepareUpdateReplicas(e);
       case 'forget-garbage':
         return this.prepareForgetGarbage(e);
+      case 'mark-garbage':
+        return this.prepareMarkGarbage(e);
+      case 'keeper-mode':
+        return this.prepareKeeperMode(e);
     }
   }
 
@@ -437,8 +450,12 @@ export class MetadataState {
       const old = ref.file.chunks[ref.index];
       const replicas = old.replicas.filter((k) => !e.remove.includes(k));
       for (const k of e.add) if (!replicas.includes(k)) replicas.push(k);
-      for (const k of old.replicas) if (!replicas.includes(k)) this.unindexReplica(k, old.id);
+      const dropped = old.replicas.filter((k) => !replicas.includes(k));
+      for (const k of dropped) this.unindexReplica(k, old.id);
       for (const k of replicas) this.indexReplica(k, old.id);
+      // The keeper may still hold the bytes: collect them, unless a later entry adds it back.
+      this.addGarbage(old.id, dropped, e.mtime);
+      this.dropGarbageOn(old.id, e.add);
       const chunk = freezeChunk(old.id, old.size, old.sha256, replicas);
       ref.file.chunks[ref.index] = chunk;
       return { replicas: chunk.replicas };
@@ -459,6 +476,31 @@ export class MetadataState {
         }
       }
       return { forgotten };
+    };
+  }
+
+  private prepareMarkGarbage(e: MarkGarbageEntry): Mutation<MarkGarbageResult> {
+    return () => {
+      let marked = 0;
+      for (const { id, keepers } of e.chunks) {
+        // A copy in use where it is, in a committed file or an open upload, is never garbage.
+        if (this.uploadChunks.has(id)) continue;
+        const ref = this.fileChunks.get(id);
+        const inUse = ref === undefined ? [] : ref.file.chunks[ref.index].replicas;
+        const unused = keepers.filter((k) => !inUse.includes(k));
+        this.addGarbage(id, unused, e.mtime);
+        marked += unused.length;
+      }
+      return { marked };
+    };
+  }
+
+  private prepareKeeperMode(e: KeeperModeEntry): Mutation<KeeperModeResult> {
+    this.checkKeepersKnown(`set mode of keeper ${e.id}`, [e.id]);
+    return () => {
+      if (e.mode === 'normal') this.modesById.delete(e.id);
+      else this.modesById.set(e.id, Object.freeze({ id: e.id, mode: e.mode, until: e.until }));
+      return { mode: e.mode, until: e.until };
     };
   }
 
@@ -537,8 +579,26 @@ export class MetadataState {
     if (set !== undefined && set.delete(chunkId) && set.size === 0) this.keeperChunks.delete(keeper);
   }
 
+  /** Adds copies to the garbage record of a chunk; a record's time is that of its newest copy. */
   private addGarbage(id: string, keepers: readonly string[], since: number): void {
-    if (keepers.length > 0) this.garbageById.set(id, { keepers, since });
+    if (keepers.length === 0) return;
+    const old = this.garbageById.get(id);
+    if (old === undefined) {
+      this.garbageById.set(id, { keepers: Object.freeze(keepers.slice()), since });
+      return;
+    }
+    const merged = old.keepers.slice();
+    for (const k of keepers) if (!merged.includes(k)) merged.push(k);
+    this.garbageById.set(id, { keepers: Object.freeze(merged), since: Math.max(old.since, since) });
+  }
+
+  /** A copy that became a replica again is no longer garbage on its keeper. */
+  private dropGarbageOn(id: string, keepers: readonly string[]): void {
+    const old = this.garbageById.get(id);
+    if (old === undefined) return;
+    const left = old.keepers.filter((k) => !keepers.includes(k));
+    if (left.length === 0) this.garbageById.delete(id);
+    else if (left.length < old.keepers.length) this.garbageById.set(id, { keepers: Object.freeze(left), since: old.since });
   }
 
   /** Unlinks nothing; turns the file's chunks into garbage and drops it from the counts. */
@@ -697,6 +757,27 @@ export class MetadataState {
     return [...this.keepersById.values()];
   }
 
+  /** The operator's mode for a keeper: normal unless a keeper-mode entry said otherwise. */
+  keeperMode(id: string): KeeperModeInfo {
+    return this.modesById.get(id) ?? { id, mode: 'normal', until: 0 };
+  }
+
+  /** Ids of every committed chunk, in no particular order; the caller must not apply entries while iterating. */
+  chunkIds(): IterableIterator<string> {
+    return this.fileChunks.keys();
+  }
+
+  /** The garbage record of a chunk, if any. */
+  garbageOf(chunkId: string): GarbageChunk | undefined {
+    const r = this.garbageById.get(chunkId);
+    return r === undefined ? undefined : { id: chunkId, keepers: r.keepers, since: r.since };
+  }
+
+  /** True when an open upload was allocated this chunk. */
+  isUploading(chunkId: string): boolean {
+    return this.uploadChunks.has(chunkId);
+  }
+
   stats(): MetadataStats {
     return {
       dirs: this.dirCount,
@@ -728,6 +809,7 @@ export class MetadataState {
         capacity: k.capacity,
       })),
       garbage: this.garbage().sort(byKey('id')),
+      modes: [...this.modesById.values()].sort(byKey('id')).map((m) => ({ id: m.id, mode: m.mode, until: m.until })),
     };
   }
 
@@ -848,9 +930,24 @@ export class MetadataState {
     for (const g of asArray('checkpoint garbage', s.garbage)) {
       const o = asObj('checkpoint garbage', g);
       const where = 'checkpoint garbage';
-      const id = this.loadChunkId(where, o);
+      const id = fieldId(where, o, 'id');
+      if (this.uploadChunks.has(id) || this.garbageById.has(id)) {
+        throw new DfsError('INVALID_ARGUMENT', `${where}: chunk ${id} appears twice`);
+      }
+      // A committed chunk's id may be garbage too: copies on keepers that are not its replicas.
       // Garbage may name keepers since forgotten by the registry; only the shape is checked.
       this.addGarbage(id, Object.freeze(fieldKeeperList(where, o, 'keepers', true)), fieldInt(where, o, 'since', 0));
+    }
+    for (const m of s.modes === undefined ? [] : asArray('checkpoint modes', s.modes)) {
+      const o = asObj('checkpoint mode', m);
+      const where = 'checkpoint mode';
+      const id = fieldKeeperName(where, o, 'id');
+      const mode = o.mode;
+      if (!this.keepersById.has(id)) throw new DfsError('INVALID_ARGUMENT', `${where}: keeper ${id} is not registered`);
+      if (typeof mode !== 'string' || mode === 'normal' || !(KEEPER_MODES as readonly string[]).includes(mode)) {
+        throw new DfsError('INVALID_ARGUMENT', `${where}: mode must be maintenance or draining, got ${JSON.stringify(mode)}`);
+      }
+      this.modesById.set(id, Object.freeze({ id, mode: mode as KeeperModeName, until: fieldInt(where, o, 'until', 0) }));
     }
   }
 

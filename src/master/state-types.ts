@@ -1,6 +1,6 @@
 // The shapes the metadata state machine hands out: query answers, apply results and checkpoints.
 // All plain data, safe to serialise and to send to clients as they are.
-import type { ChunkAllocation } from './entries.js';
+import type { ChunkAllocation, KeeperModeName } from './entries.js';
 
 // ---- what queries return ---------------------------------------------------------------------
 
@@ -134,6 +134,19 @@ export interface RegisterKeeperResult {
 export interface UpdateReplicasResult {
   readonly replicas: readonly string[];
 }
+export interface MarkGarbageResult {
+  /** Copies recorded as garbage (those in use where they are were skipped). */
+  readonly marked: number;
+}
+export interface KeeperModeResult {
+  readonly mode: KeeperModeName;
+  readonly until: number;
+}
+export interface KeeperModeInfo {
+  readonly id: string;
+  readonly mode: KeeperModeName;
+  readonly until: number;
+}
 export interface ForgetGarbageResult {
   /** Garbage records dropped because no keeper is left in them. */
   readonly forgotten: number;
@@ -150,6 +163,8 @@ export interface EntryResults {
   'register-keeper': RegisterKeeperResult;
   'update-replicas': UpdateReplicasResult;
   'forget-garbage': ForgetGarbageResult;
+  'mark-garbage': MarkGarbageResult;
+  'keeper-mode': KeeperModeResult;
 }
 
 // ---- checkpoints -----------------------------------------------------------------------------
@@ -182,4 +197,6 @@ export interface MetadataSnapshot {
   readonly uploads: readonly UploadInfo[];
   readonly keepers: readonly KeeperRecord[];
   readonly garbage: readonly GarbageChunk[];
+  /** Keepers not in the normal mode, by id; absent in checkpoints written before modes existed. */
+  readonly modes?: readonly KeeperModeInfo[];
 }
