@@ -470,21 +470,26 @@ test('stat shows each chunk and where its replicas live, dead ones marked', () =
 });
 
 test('status lists keepers with their state and space, then totals over the live ones', () => {
+  const health = { underReplicated: 2, missing: 1, repairsInFlight: 1, repaired: 7, repairBytesPerS: 1024 ** 2, garbage: 3 };
+  const normal = { mode: 'normal', modeUntil: 0, acceptingWrites: true, diskError: '', drained: false } as const;
   const st: ClusterStatus = {
-    files: 2, chunks: 5,
+    files: 2, chunks: 5, ...health,
     keepers: [
-      { id: 'k2', address: '10.0.0.2:7001', zone: 'b', alive: false, capacity: 100 * 1024 ** 3, used: 1024 ** 3, chunks: 2, load: 0, lastSeenMs: 12_000 },
-      { id: 'k1', address: '10.0.0.1:7001', zone: 'a', alive: true, capacity: 100 * 1024 ** 3, used: 25 * 1024 ** 3, chunks: 3, load: 1, lastSeenMs: 100 },
+      { id: 'k2', address: '10.0.0.2:7001', zone: 'b', alive: false, capacity: 100 * 1024 ** 3, used: 1024 ** 3, chunks: 2, load: 0, lastSeenMs: 12_000, ...normal },
+      { id: 'k1', address: '10.0.0.1:7001', zone: 'a', alive: true, capacity: 100 * 1024 ** 3, used: 25 * 1024 ** 3, chunks: 3, load: 1, lastSeenMs: 100, ...normal },
+      { id: 'k3', address: '10.0.0.3:7001', zone: 'c', alive: true, capacity: 10, used: 0, chunks: 0, load: 0, lastSeenMs: 100, ...normal, mode: 'draining', drained: true },
     ],
   };
-  assert.deepEqual(statusTotals(st), { keepers: 2, alive: 1, dead: 1, capacity: 100 * 1024 ** 3, used: 25 * 1024 ** 3 });
+  assert.deepEqual(statusTotals(st), { keepers: 3, alive: 2, dead: 1, capacity: 100 * 1024 ** 3 + 10, used: 25 * 1024 ** 3 });
   const text = formatStatus(st);
   const lines = text.split('\n');
   assert.match(lines[1]!, /^k1 +10\.0\.0\.1:7001 +a +alive +100 GiB +25\.0 GiB +25% +3$/);
   assert.match(lines[2]!, /^k2 +10\.0\.0\.2:7001 +b +dead \(12s\)/);
-  assert.match(text, /keepers: 1 alive, 1 dead/);
+  assert.match(lines[3]!, /^k3 +10\.0\.0\.3:7001 +c +alive, drained: safe to remove/);
+  assert.match(text, /keepers: 2 alive, 1 dead/);
   assert.match(text, /files: 2, chunks: 5/);
-  assert.equal(formatStatus({ files: 0, chunks: 0, keepers: [] }).startsWith('keepers: 0 alive'), true);
+  assert.match(text, /replication: 2 chunk\(s\) under-replicated, 1 missing; repairs in flight 1, 7 repaired, 1\.0 MiB\/s; garbage 3/);
+  assert.equal(formatStatus({ files: 0, chunks: 0, ...health, keepers: [] }).startsWith('keepers: 0 alive'), true);
 });
 
 // ---- Replica choice and failure reporting ----

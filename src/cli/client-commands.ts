@@ -8,11 +8,11 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { connect, type DfsClient } from '../client/client.js';
 import { MAX_CHUNK_SIZE, MIN_CLI_CHUNK_SIZE } from '../client/chunker.js';
-import type { ClusterStatus, EntryInfo, StatInfo } from '../client/types.js';
+import type { ClusterStatus, EntryInfo, FsckFile, FsckResult, KeeperInfo, KeeperModeName, StatInfo } from '../client/types.js';
 import { MAX_REPLICATION } from '../client/upload.js';
 import { DfsError } from '../wire/errors.js';
 import { normalisePath } from '../master/paths.js';
-import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command, type Options, type ParsedArgs } from './command.js';
+import { parseBytes, parseCommandArgs, parseDuration, parseIntOption, type CliIO, type Command, type Options, type ParsedArgs } from './command.js';
 import { formatBytes, formatTable, formatTime } from './format.js';
 import { ProgressBar } from './progress.js';
 
@@ -454,6 +454,16 @@ function percent(used: number, capacity: number): string {
   return capacity > 0 ? `${Math.round((used / capacity) * 100)}%` : '-';
 }
 
+/** alive or dead, then what the operator or the disk says about the keeper. */
+function keeperState(k: KeeperInfo): string {
+  const parts = [k.alive ? 'alive' : `dead (${Math.round(k.lastSeenMs / 1000)}s)`];
+  if (k.mode === 'maintenance') parts.push(`maintenance until ${new Date(k.modeUntil).toISOString().slice(11, 19)}`);
+  if (k.mode === 'draining') parts.push(k.drained ? 'drained: safe to remove' : 'draining');
+  if (k.diskError) parts.push(`disk error: ${k.diskError}`);
+  else if (!k.acceptingWrites && k.mode === 'normal' && k.alive) parts.push('full');
+  return parts.join(', ');
+}
+
 /** status output: one row per keeper, then the totals. */
 export function formatStatus(status: ClusterStatus): string {
   const t = statusTotals(status);
@@ -461,7 +471,7 @@ export function formatStatus(status: ClusterStatus): string {
   const keepers = [...status.keepers].sort((a, b) => a.address.localeCompare(b.address));
   for (const k of keepers) {
     rows.push([
-      k.id, k.address, k.zone || '-', k.alive ? 'alive' : `dead (${Math.round(k.lastSeenMs / 1000)}s)`,
+      k.id, k.address, k.zone || '-', keeperState(k),
       k.capacity > 0 ? formatBytes(k.capacity) : '-', formatBytes(k.used), percent(k.used, k.capacity), String(k.chunks),
     ]);
   }
@@ -469,6 +479,9 @@ export function formatStatus(status: ClusterStatus): string {
     `keepers: ${t.alive} alive, ${t.dead} dead`,
     `capacity: ${formatBytes(t.capacity)}, used ${formatBytes(t.used)} (${percent(t.used, t.capacity)}) on live keepers`,
     `files: ${status.files}, chunks: ${status.chunks}`,
+    `replication: ${status.underReplicated} chunk(s) under-replicated, ${status.missing} missing; ` +
+      `repairs in flight ${status.repairsInFlight}, ${status.repaired} repaired, ${formatBytes(status.repairBytesPerS)}/s; ` +
+      `garbage ${status.garbage} chunk(s)`,
   ];
   return `${status.keepers.length > 0 ? `${formatTable(rows, new Set([4, 5, 6, 7]))}\n\n` : ''}${summary.join('\n')}`;
 }
@@ -491,4 +504,110 @@ ${MASTER_HELP}`,
   },
 };
 
-export const clientCommands: Record<string, Command> = { put, get, cat, ls, stat, rm: rmCommand, mkdir, mv, status };
+/** The operator's keeper commands, `dfs keeper ACTION ID`, as opposed to running one. */
+export const KEEPER_ACTIONS: Record<string, KeeperModeName> = { maintenance: 'maintenance', drain: 'draining', normal: 'normal' };
+
+export const keeperAdmin: Command = {
+  summary: 'put a keeper in maintenance, drain it, or return it to normal',
+  usage: `dfs keeper maintenance ID [--for DURATION]
+dfs keeper drain ID
+dfs keeper normal ID
+
+ID is a keeper's id (or a unique prefix of 4 or more characters) or its
+address, as dfs status shows them.
+
+  maintenance   a planned restart: for DURATION (default 30m) the keeper's
+                replicas still count, so its absence starts no repair
+  drain         no new chunks; every replica is copied to other keepers and
+                then released; dfs status shows "drained: safe to remove"
+  normal        ends maintenance or draining
+
+  --for DURATION       maintenance window, such as 10m or 2h (default 30m)
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 2, 2);
+    if (values.help) return help(io, this);
+    const [action, ref] = positionals as [string, string];
+    const mode = KEEPER_ACTIONS[action];
+    if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper ${action}: unknown action; use maintenance, drain or normal`);
+    if (values.for !== undefined && mode !== 'maintenance') throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
+    const durationMs = values.for === undefined ? 0 : parseDuration(values.for as string, '--for');
+    if (values.for !== undefined && durationMs < 1000) throw new DfsError('INVALID_ARGUMENT', `--for must be at least 1s, got ${values.for}`);
+    const r = await withClient(values, io, (client) => client.keeperMode(ref, mode, { durationMs, signal: io.signal }));
+    const what = r.mode === 'maintenance' ? `in maintenance until ${new Date(r.until).toISOString()}` :
+      r.mode === 'draining' ? (r.drained ? 'drained: safe to remove' : 'draining; dfs status shows when it is safe to remove') : 'back to normal';
+    io.stdout.write(`keeper ${ref}: ${what}\n`);
+    return 0;
+  },
+};
+
+const HEALTH_LABEL: Record<FsckFile['health'], string> = {
+  healthy: 'HEALTHY', 'under-replicated': 'UNDER-REPLICATED', corrupt: 'CORRUPT', missing: 'MISSING',
+};
+
+export function formatFsck(path: string, r: FsckResult): string {
+  const lines = r.list.map((f) => {
+    const detail = f.health === 'healthy' ? '' :
+      ` (${[f.underReplicated && `${f.underReplicated} under-replicated`, f.corrupt && `${f.corrupt} corrupt`, f.missing && `${f.missing} missing`]
+        .filter(Boolean).join(', ')} of ${f.chunks} chunks)`;
+    return `${HEALTH_LABEL[f.health]} ${f.path}${detail}`;
+  });
+  const verdict = r.missing + r.corrupt > 0 ? 'CORRUPT' : r.underReplicated > 0 ? 'HEALTHY, with repairs pending' : 'HEALTHY';
+  lines.push(
+    `${lines.length > 0 ? '\n' : ''}fsck ${path}: ${r.files} file(s): ${r.healthy} healthy, ${r.underReplicated} under-replicated, ` +
+      `${r.corrupt} corrupt, ${r.missing} missing`,
+    `status: ${verdict}`,
+  );
+  return lines.join('\n');
+}
+
+const fsckCommand: Command = {
+  summary: 'check the health of files: healthy, under-replicated, corrupt or missing',
+  usage: `dfs fsck [--all] [--json] [PATH]
+
+Checks every file under PATH (default /): a file is under-replicated when a
+chunk has fewer good replicas than its replication factor (repair is on its
+way), corrupt when a chunk's only replicas are known bad, and missing when a
+chunk has no replica on a live keeper. Lists the unhealthy files, then totals.
+Exits 1 when any file is corrupt or missing, 0 otherwise.
+
+  --all                list healthy files too
+  --json               as JSON
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseClientArgs('fsck', argv, { all: { type: 'boolean' }, json: { type: 'boolean' } }, 0, 1);
+    if (values.help) return help(io, this);
+    const path = remotePath(positionals[0] ?? '/');
+    const r = await withClient(values, io, (client) => client.fsck(path, { all: values.all === true, signal: io.signal }));
+    io.stdout.write(`${values.json ? JSON.stringify(r, null, 2) : formatFsck(path, r)}\n`);
+    return r.missing + r.corrupt > 0 ? 1 : 0;
+  },
+};
+
+const balance: Command = {
+  summary: 'even out disk use across keepers',
+  usage: `dfs balance [--threshold PERCENT]
+
+Schedules moves of replicas from keepers filled more than PERCENT points
+above the cluster's mean to keepers below it (default 10). Each move copies
+first and drops the old replica after, so no chunk loses a replica on the way.
+The moves run in the background at the keepers' repair bandwidth; watch them
+with dfs status.
+
+  --threshold N        percentage points of tolerated imbalance, 0..100
+${MASTER_HELP}`,
+  async run(argv, io) {
+    const { values } = parseClientArgs('balance', argv, { threshold: { type: 'string' } }, 0, 0);
+    if (values.help) return help(io, this);
+    const text = values.threshold as string | undefined;
+    const threshold = text === undefined ? 10 : Number(text);
+    if (text !== undefined && (!/^\d+$/.test(text) || threshold > 100)) {
+      throw new DfsError('INVALID_ARGUMENT', `--threshold must be a whole percentage from 0 to 100, got ${JSON.stringify(text)}`);
+    }
+    const moves = await withClient(values, io, (client) => client.balance({ thresholdPercent: threshold, signal: io.signal }));
+    io.stdout.write(`${moves} move(s) scheduled\n`);
+    return 0;
+  },
+};
+
+export const clientCommands: Record<string, Command> = { put, get, cat, ls, stat, rm: rmCommand, mkdir, mv, status, fsck: fsckCommand, balance };

@@ -81,3 +81,14 @@ export function parseIntOption(text: string, what: string, min: number, max: num
   if (value < min || value > max) throw new DfsError('INVALID_ARGUMENT', `${what} ${value} is outside ${min}..${max}`);
   return value;
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses a duration such as 500ms, 30s, 10m, 2h or 1d (a bare number is milliseconds). */
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a duration such as 500ms, 30s, 10m or 2h`);
+  const value = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
+  if (!Number.isSafeInteger(value)) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is too long`);
+  return value;
+}

@@ -6,7 +6,8 @@ import { DfsError } from '../wire/errors.js';
 import { parseAddress, formatAddress } from '../transport/net.js';
 import { startMaster } from '../master/server.js';
 import { startKeeper } from '../keeper/keeper.js';
-import { parseBytes, parseCommandArgs, parseIntOption, type CliIO, type Command } from './command.js';
+import { parseBytes, parseCommandArgs, parseDuration, parseIntOption, type CliIO, type Command } from './command.js';
+import { KEEPER_ACTIONS, keeperAdmin } from './client-commands.js';
 
 function required(command: string, values: Record<string, unknown>, name: string): string {
   const v = values[name];
@@ -30,17 +31,38 @@ journaled to DIR and fsynced before it is acknowledged.
   --listen HOST:PORT   address to serve on (port 0 picks a free one)
   --data DIR           metadata directory (created if missing)
   --dead-after MS      a keeper silent this long is dead (default 3000)
-  --min-replicas N     durable replicas a chunk write needs (default 2)`,
+  --min-replicas N     durable replicas a chunk write needs (default 2)
+  --gc-grace DURATION  garbage waits this long before keepers delete it (default 10m)
+  --upload-timeout DURATION
+                       an upload idle this long is aborted (default 30m)
+  --repair-copies N    copies each keeper takes part in at once, repair and
+                       balancing together (default 4)
+  --balance-interval DURATION
+                       time between automatic balancing rounds; 0 turns the
+                       balancer off (default 60s)
+  --forget-dead-after DURATION
+                       replicas on a keeper silent this long are let go once
+                       their chunks have enough others (default 1h)
+
+Durations are written like 500ms, 30s, 10m, 2h.`,
   async run(argv, io) {
     const { values } = parseCommandArgs('master', argv, {
       listen: { type: 'string' }, data: { type: 'string' }, 'dead-after': { type: 'string' }, 'min-replicas': { type: 'string' },
+      'gc-grace': { type: 'string' }, 'upload-timeout': { type: 'string' }, 'repair-copies': { type: 'string' },
+      'balance-interval': { type: 'string' }, 'forget-dead-after': { type: 'string' },
     }, 0);
+    const duration = (name: string) => (values[name] === undefined ? undefined : parseDuration(values[name] as string, `--${name}`));
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const listen = parseAddress(required('master', values, 'listen'), '--listen');
     const handle = await startMaster({
       host: listen.host, port: listen.port, dataDir: resolve(required('master', values, 'data')),
       deadAfterMs: values['dead-after'] ? parseIntOption(values['dead-after'] as string, '--dead-after', 100, 3_600_000) : undefined,
       minReplicas: values['min-replicas'] ? parseIntOption(values['min-replicas'] as string, '--min-replicas', 1, 16) : undefined,
+      gcGraceMs: duration('gc-grace'),
+      uploadTimeoutMs: duration('upload-timeout'),
+      copiesPerKeeper: values['repair-copies'] ? parseIntOption(values['repair-copies'] as string, '--repair-copies', 1, 256) : undefined,
+      balanceIntervalMs: duration('balance-interval'),
+      forgetDeadAfterMs: duration('forget-dead-after'),
       log: logTo(io, 'master'),
     });
     await untilStopped(io.signal);
@@ -54,7 +76,8 @@ export const keeper: Command = {
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
 
 Runs a data keeper: stores chunks in DIR, takes part in write pipelines, serves
-reads, and reports to the master every second.
+reads, and reports to the master every second. To put a running keeper in
+maintenance or drain it, see dfs keeper maintenance --help.
 
   --master HOST:PORT   the master tracker
   --listen HOST:PORT   address to serve on and to advertise (port 0 picks a free one)
@@ -62,6 +85,7 @@ reads, and reports to the master every second.
   --capacity BYTES     most bytes to store, such as 100GiB (default: the disk's free space)
   --zone NAME          failure zone; replicas of a chunk go to distinct zones (default: default)`,
   async run(argv, io) {
+    if (argv[0] !== undefined && argv[0] in KEEPER_ACTIONS) return keeperAdmin.run(argv, io);
     const { values } = parseCommandArgs('keeper', argv, {
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
     }, 0);

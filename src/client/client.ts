@@ -5,7 +5,8 @@ import { formatAddress, parseAddress, type Address } from '../transport/index.js
 import { DfsError } from '../wire/errors.js';
 import { decodeRecord, type Decoded } from '../wire/fields.js';
 import {
-  CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, LIST, LIST_BODY, MKDIR, NodeType, REMOVE, RENAME, STAT, STATUS, STATUS_BODY,
+  BALANCE, CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, FileHealth, FSCK, FSCK_BODY, KEEPER_ADMIN, KeeperMode, LIST, LIST_BODY, MKDIR,
+  NodeType, REMOVE, RENAME, REPORT_CORRUPT, STAT, STATUS, STATUS_BODY,
 } from '../protocol/ops.js';
 import { WorkerPool } from '../workers/pool.js';
 import { checkPath } from '../master/paths.js';
@@ -14,7 +15,15 @@ import { ConnectionCache } from './connections.js';
 import { DfsReadStream, type GetOptions } from './download.js';
 import { MasterLink } from './master-link.js';
 import { upload, type PutOptions } from './upload.js';
-import type { ChunkLocation, ClusterStatus, EntryInfo, PutResult, StatInfo } from './types.js';
+import type {
+  ChunkLocation, ClusterStatus, EntryInfo, FileHealthName, FsckResult, KeeperModeName, KeeperModeResult, PutResult, StatInfo,
+} from './types.js';
+
+const MODE_VALUES: Record<KeeperModeName, number> = { normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING };
+const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
+const HEALTH_NAMES: Record<number, FileHealthName> = {
+  [FileHealth.HEALTHY]: 'healthy', [FileHealth.UNDER_REPLICATED]: 'under-replicated', [FileHealth.CORRUPT]: 'corrupt', [FileHealth.MISSING]: 'missing',
+};
 
 export interface ConnectOptions {
   /** The master, as HOST:PORT or an Address. */
@@ -81,7 +90,11 @@ export class DfsClient {
     if (total !== info.size) {
       throw new DfsError('INTERNAL_ERROR', `get ${path}: the master lists ${total} bytes of chunks for a file of ${info.size} bytes`);
     }
-    return new DfsReadStream({ keepers: this.cache, pool: () => this.pool(), readsInFlight: this.readsInFlight }, info, options);
+    const reportCorrupt = (chunkId: string, keeperId: string, message: string) => {
+      // Best effort: the read itself already failed over; the master only asks the keeper to check.
+      this.masterLink.call(REPORT_CORRUPT, { chunkId, keeperId, message: message.slice(0, 512) }).catch(() => undefined);
+    };
+    return new DfsReadStream({ keepers: this.cache, pool: () => this.pool(), readsInFlight: this.readsInFlight, reportCorrupt }, info, options);
   }
 
   /** The entries of directory `path`, in the master's order. */
@@ -126,7 +139,59 @@ export class DfsClient {
     this.assertOpen();
     const { response, body } = await this.masterLink.call(STATUS, {}, { signal: options.signal, idempotent: true });
     const keepers = body.length > 0 ? decodeRecord(STATUS_BODY, body).keepers : [];
-    return { files: response.files, chunks: response.chunks, keepers: keepers.map((k) => ({ ...k })) };
+    return {
+      files: response.files,
+      chunks: response.chunks,
+      underReplicated: response.underReplicated ?? 0,
+      missing: response.missing ?? 0,
+      repairsInFlight: response.repairsInFlight ?? 0,
+      repaired: response.repaired ?? 0,
+      repairBytesPerS: response.repairBytesPerS ?? 0,
+      garbage: response.garbage ?? 0,
+      keepers: keepers.map((k) => ({
+        id: k.id, address: k.address, zone: k.zone, alive: k.alive, capacity: k.capacity, used: k.used, chunks: k.chunks,
+        load: k.load, lastSeenMs: k.lastSeenMs, mode: MODE_NAMES[k.mode ?? KeeperMode.NORMAL] ?? 'normal', modeUntil: k.modeUntil ?? 0,
+        acceptingWrites: k.acceptingWrites ?? true, diskError: k.diskError ?? '', drained: k.drained ?? false,
+      })),
+    };
+  }
+
+  /** The health of every file under `path`: healthy, under-replicated, corrupt or missing. */
+  async fsck(path: string, options: SignalOption & { all?: boolean } = {}): Promise<FsckResult> {
+    this.assertOpen();
+    checkPath('fsck', path);
+    const { response, body } = await this.masterLink.call(FSCK, { path, all: options.all ?? false }, { signal: options.signal, idempotent: true });
+    const files = body.length > 0 ? decodeRecord(FSCK_BODY, body).files : [];
+    return {
+      ...response,
+      list: files.map((f) => ({ ...f, health: HEALTH_NAMES[f.health] ?? 'missing' })),
+    };
+  }
+
+  /**
+   * Sets a keeper's mode. `maintenance` (for `durationMs`, default 30 min) keeps a planned restart from
+   * starting repairs; `draining` moves every replica off it; `normal` ends either. The keeper is named
+   * by its id, a unique prefix of it, or its address.
+   */
+  async keeperMode(keeper: string, mode: KeeperModeName, options: SignalOption & { durationMs?: number } = {}): Promise<KeeperModeResult> {
+    this.assertOpen();
+    const value = MODE_VALUES[mode];
+    if (value === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode must be normal, maintenance or draining, got ${JSON.stringify(mode)}`);
+    const durationMs = options.durationMs ?? 0;
+    if (!Number.isSafeInteger(durationMs) || durationMs < 0) throw new DfsError('INVALID_ARGUMENT', `maintenance duration must be a non-negative integer of ms, got ${durationMs}`);
+    const { response } = await this.masterLink.call(KEEPER_ADMIN, { keeperId: keeper, mode: value, durationMs }, { signal: options.signal });
+    return { mode: MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
+  }
+
+  /** Schedules moves that even out disk use across keepers; returns how many were scheduled. */
+  async balance(options: SignalOption & { thresholdPercent?: number } = {}): Promise<number> {
+    this.assertOpen();
+    const thresholdPercent = options.thresholdPercent ?? 10;
+    if (!Number.isInteger(thresholdPercent) || thresholdPercent < 0 || thresholdPercent > 100) {
+      throw new DfsError('INVALID_ARGUMENT', `balance threshold must be a whole percentage 0..100, got ${thresholdPercent}`);
+    }
+    const { response } = await this.masterLink.call(BALANCE, { thresholdPercent }, { signal: options.signal });
+    return response.moves;
   }
 
   /** Closes every connection gracefully and stops the client's workers. Idempotent. */

@@ -29,6 +29,8 @@ export interface DownloadContext {
   pool: () => WorkerPool;
   /** Reads in flight per keeper address, shared by the client's downloads, to spread the load. */
   readsInFlight: Map<string, number>;
+  /** Tells the master a replica sent bytes that failed their checksum; best effort, never throws. */
+  reportCorrupt?: (chunkId: string, keeperId: string, message: string) => void;
 }
 
 /** A file being read: a Readable of its bytes, with what STAT said about it. */
@@ -138,6 +140,7 @@ export async function fetchChunk(ctx: DownloadContext, stat: StatInfo, index: nu
       if (signal.aborted) throw cancelled(signal, `get ${stat.path} was cancelled`);
       const e = err instanceof DfsError ? err : new DfsError('INTERNAL_ERROR', String((err as Error)?.message ?? err));
       failures.push({ address: replica.address, code: e.code, message: e.message });
+      if (e.code === 'CHECKSUM_MISMATCH') ctx.reportCorrupt?.(chunk.id, replica.id, e.message);
     } finally {
       const left = (ctx.readsInFlight.get(replica.address) ?? 1) - 1;
       if (left > 0) ctx.readsInFlight.set(replica.address, left);

@@ -56,12 +56,64 @@ export interface KeeperInfo {
   load: number;
   /** Milliseconds since the master last heard from it. */
   lastSeenMs: number;
+  /** The operator's mode: normal, maintenance (until `modeUntil`) or draining. */
+  mode: KeeperModeName;
+  /** End of a maintenance window, ms since the epoch; 0 otherwise. */
+  modeUntil: number;
+  /** False when it refuses new chunks: disk full, disk errors, or not in normal mode. */
+  acceptingWrites: boolean;
+  /** The keeper's last disk error; '' when none. */
+  diskError: string;
+  /** Draining, and no file needs it any more: safe to remove. */
+  drained: boolean;
 }
+
+export type KeeperModeName = 'normal' | 'maintenance' | 'draining';
 
 export interface ClusterStatus {
   files: number;
   chunks: number;
+  /** Chunks with fewer good replicas than their replication factor (missing ones included). */
+  underReplicated: number;
+  /** Chunks with no replica on a live keeper. */
+  missing: number;
+  /** Copies between keepers in flight. */
+  repairsInFlight: number;
+  /** Chunks brought back to their replication factor since the master started. */
+  repaired: number;
+  /** Bytes per second copied between keepers over the last 10 s. */
+  repairBytesPerS: number;
+  /** Chunks waiting for garbage collection. */
+  garbage: number;
   keepers: KeeperInfo[];
+}
+
+export type FileHealthName = 'healthy' | 'under-replicated' | 'corrupt' | 'missing';
+
+export interface FsckFile {
+  path: string;
+  health: FileHealthName;
+  chunks: number;
+  underReplicated: number;
+  corrupt: number;
+  missing: number;
+}
+
+export interface FsckResult {
+  files: number;
+  healthy: number;
+  underReplicated: number;
+  corrupt: number;
+  missing: number;
+  /** Unhealthy files, or every file when asked for all. */
+  list: FsckFile[];
+}
+
+export interface KeeperModeResult {
+  mode: KeeperModeName;
+  /** End of the maintenance window, ms since the epoch; 0 otherwise. */
+  until: number;
+  drained: boolean;
 }
 
 export interface PutProgress {

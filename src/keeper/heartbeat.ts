@@ -75,7 +75,7 @@ export class HeartbeatLoop {
           this.conn = await connect(master, { timeoutMs, signal, agent: this.options.agent ?? 'dfs-keeper' });
         }
         const report = await this.options.report();
-        const { response } = await callForBuffer(this.conn, HEARTBEAT, report, { timeoutMs, signal, maxBodyBytes: 0 });
+        const { response } = await callForBuffer(this.conn, HEARTBEAT, report, { timeoutMs, signal, maxBodyBytes: 4 * 1024 * 1024 });
         this.acknowledged++;
         if (this.state !== 'connected') log(`connected to master ${label}`);
         this.state = 'connected';

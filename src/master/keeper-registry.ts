@@ -12,6 +12,8 @@ export interface KeeperReport {
   chunks: number;
   load: number;
   acceptingWrites: boolean;
+  /** The keeper's last disk error, '' when none. */
+  diskError: string;
 }
 
 interface Entry extends KeeperReport {

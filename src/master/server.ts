@@ -9,9 +9,16 @@ import { DfsError } from '../wire/errors.js';
 import { RpcServer, readAll } from '../transport/rpc.js';
 import { listen, formatAddress, type WireServer } from '../transport/net.js';
 import {
-  ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, HEARTBEAT, LIST, LIST_BODY, MKDIR, NodeType, REMOVE,
-  RENAME, STAT, STATUS, STATUS_BODY,
+  ABORT_UPLOAD, ALLOCATE_CHUNK, BALANCE, BEGIN_UPLOAD, CHUNK_IDS_BODY, CHUNK_REPORT, CHUNKS_BODY, COMMIT, FileHealth, FSCK,
+  FSCK_BODY, HEARTBEAT, HEARTBEAT_BODY, KEEPER_ADMIN, KeeperMode, LIST, LIST_BODY, MKDIR, NodeType, REMOVE, RENAME,
+  REPORT_CORRUPT, STAT, STATUS, STATUS_BODY, TaskKind, TASKS_BODY,
 } from '../protocol/ops.js';
+import { RepairScheduler } from './repair.js';
+import { GarbageCollector } from './garbage-collector.js';
+import { scheduleBalance } from './balancer.js';
+import { fsck, type FileReport } from './fsck.js';
+import type { KeeperState } from './placement.js';
+import type { KeeperModeName } from './entries.js';
 import { MetadataState } from './namespace.js';
 import { Journal, readJournal } from './journal.js';
 import { KeeperRegistry } from './keeper-registry.js';
@@ -30,6 +37,20 @@ export interface MasterOptions {
   minReplicas?: number;
   defaultReplication?: number;
   log?: (line: string) => void;
+  /** Garbage is deleted from keepers this long after it became garbage. Default 10 min. */
+  gcGraceMs?: number;
+  /** Uploads idle this long are aborted. Default 30 min. */
+  uploadTimeoutMs?: number;
+  /** Copies (repair and balancing) a keeper takes part in at once. Default 4. */
+  copiesPerKeeper?: number;
+  /** Time between automatic balancing rounds; 0 turns the balancer off. Default 60 s. */
+  balanceIntervalMs?: number;
+  /** Percentage points of fill above the mean that the automatic balancer tolerates. Default 10. */
+  balanceThresholdPercent?: number;
+  /** Replicas on a keeper silent this long are let go once their chunk has enough others. Default 1 h. */
+  forgetDeadAfterMs?: number;
+  /** Time between rounds of repair and garbage collection. Default 250 ms. */
+  repairTickMs?: number;
 }
 
 export interface MasterHandle {
@@ -41,6 +62,16 @@ export interface MasterHandle {
 }
 
 const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+/** Tasks handed to a keeper in one heartbeat reply. */
+const TASKS_PER_HEARTBEAT = 1024;
+/** Largest heartbeat body a master reads: results and corrupt ids of one interval. */
+const MAX_HEARTBEAT_BODY = 4 * 1024 * 1024;
+/** Largest CHUNK_REPORT page body: 65,536 ids of 32 characters with their field headers. */
+const MAX_REPORT_BODY = 4 * 1024 * 1024;
+const DEFAULT_MAINTENANCE_MS = 30 * 60_000;
+const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
+const MODE_VALUES: Record<KeeperModeName, number> = { normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING };
+const HEALTH_VALUES = { healthy: FileHealth.HEALTHY, 'under-replicated': FileHealth.UNDER_REPLICATED, corrupt: FileHealth.CORRUPT, missing: FileHealth.MISSING } as const;
 const newId = () => randomBytes(16).toString('hex');
 
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
@@ -64,16 +95,49 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   const journal = await Journal.open(options.dataDir, replay.validBytes);
   log(`metadata: ${replay.entries.length} journal entries replayed`);
 
-  const keepers = new KeeperRegistry(options.deadAfterMs ?? 3000);
+  const deadAfterMs = options.deadAfterMs ?? 3000;
+  const keepers = new KeeperRegistry(deadAfterMs);
   const minReplicas = options.minReplicas ?? DEFAULT_MIN_REPLICAS;
   const defaultReplication = options.defaultReplication ?? 3;
+  const startedAt = Date.now();
 
   /** Applies (validating against the current state), then makes it durable before the caller replies. */
   async function commit<E extends Entry>(entry: E) {
     const result = state.apply(entry);
+    repair.afterCommit(entry);
     await journal.append(entry);
     return result;
   }
+
+  /** Keepers that may take new chunks: alive, accepting writes, and neither draining nor in maintenance. */
+  const placementKeepers = (): KeeperState[] => keepers.placementView().map((k) =>
+    state.keeperMode(k.id).mode === 'normal' ? k : { ...k, acceptingWrites: false });
+
+  // After a restart every keeper looks dead until it reports: no repair decisions until they had time to.
+  const repair: RepairScheduler = new RepairScheduler({
+    state, commit, log, placementView: placementKeepers,
+    alive: (id) => keepers.isAlive(id),
+    silentForMs: (id) => Date.now() - Math.max(keepers.get(id)?.lastSeen ?? 0, startedAt),
+    address: (id) => keepers.address(id),
+  }, {
+    copiesPerKeeper: options.copiesPerKeeper,
+    forgetDeadAfterMs: options.forgetDeadAfterMs,
+  }, 2 * deadAfterMs);
+  const gc = new GarbageCollector({ state, tasks: repair.tasks, commit, log, alive: (id) => keepers.isAlive(id) }, {
+    graceMs: options.gcGraceMs, uploadTimeoutMs: options.uploadTimeoutMs,
+  });
+
+  /** A keeper named by its id, a unique prefix of it (4 characters at least), or its address. */
+  const findKeeper = (ref: string): string => {
+    const all = state.keepers();
+    const exact = all.find((k) => k.id === ref || k.address === ref);
+    if (exact) return exact.id;
+    const matches = ref.length >= 4 ? all.filter((k) => k.id.startsWith(ref)) : [];
+    if (matches.length === 1) return matches[0]!.id;
+    if (matches.length > 1) throw new DfsError('INVALID_ARGUMENT', `keeper ${ref} is ambiguous: ${matches.length} keeper ids start with it`);
+    throw new DfsError('NOT_FOUND', `keeper ${ref}: no registered keeper has this id or address`);
+  };
+  const drained = (id: string) => state.keeperMode(id).mode === 'draining' && state.chunksOnKeeper(id).length === 0;
 
   const replicaView = (ids: readonly string[]) => ids.map((id) => ({
     id, address: keepers.address(id) ?? state.keeper(id)?.address ?? '', alive: keepers.isAlive(id),
@@ -140,7 +204,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const upload = state.upload(request.uploadId);
     if (!upload) throw new DfsError('NOT_FOUND', `upload ${request.uploadId} is not open (aborted, committed or never begun)`);
     const placed = placeReplicas({
-      keepers: keepers.placementView(), replication: upload.replication, chunkSize: request.size,
+      keepers: placementKeepers(), replication: upload.replication, chunkSize: request.size,
       random: Math.random, exclude: request.exclude ?? [],
     });
     const needed = Math.min(minReplicas, upload.replication);
@@ -179,43 +243,139 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   });
   rpc.register(STATUS, () => {
     const stats = state.stats();
+    const modeOf = (id: string) => state.keeperMode(id);
     const body = encodeRecord(STATUS_BODY, {
       keepers: keepers.all().map((k) => ({
         id: k.id, address: k.address, zone: k.zone, alive: k.alive, capacity: k.capacity, used: k.used, chunks: k.chunks,
         load: k.load, lastSeenMs: Math.max(0, Date.now() - k.lastSeen),
+        mode: MODE_VALUES[modeOf(k.id).mode], modeUntil: modeOf(k.id).until, acceptingWrites: k.acceptingWrites,
+        diskError: k.diskError, drained: drained(k.id),
       })),
     });
-    return { response: { files: stats.files, chunks: stats.chunks }, body };
+    const r = repair.status();
+    return {
+      response: {
+        files: stats.files, chunks: stats.chunks, underReplicated: r.underReplicated, missing: r.missing,
+        repairsInFlight: r.repairsInFlight, repaired: r.repaired, repairBytesPerS: r.repairBytesPerS, garbage: stats.garbage,
+      },
+      body,
+    };
   });
-  rpc.register(HEARTBEAT, async ({ request }) => {
-    const known = state.keeper(request.keeperId);
+  rpc.register(HEARTBEAT, async ({ request, body }) => {
+    const raw = await readAll(body, MAX_HEARTBEAT_BODY);
+    const report = raw.length === 0 ? { results: [], corrupt: [] } : decodeRecord(HEARTBEAT_BODY, raw);
+    const id = request.keeperId;
+    const known = state.keeper(id);
     if (!known || known.address !== request.address || known.zone !== request.zone || known.capacity !== request.capacity) {
-      await commit({ type: 'register-keeper', id: request.keeperId, address: request.address, zone: request.zone, capacity: request.capacity });
+      await commit({ type: 'register-keeper', id, address: request.address, zone: request.zone, capacity: request.capacity });
     }
-    const wasAlive = keepers.isAlive(request.keeperId);
+    const wasAlive = keepers.isAlive(id);
     keepers.report({
-      id: request.keeperId, address: request.address, zone: request.zone, capacity: request.capacity, used: request.used,
-      chunks: request.chunks, load: request.load, acceptingWrites: request.acceptingWrites,
+      id, address: request.address, zone: request.zone, capacity: request.capacity, used: request.used,
+      chunks: request.chunks, load: request.load, acceptingWrites: request.acceptingWrites, diskError: request.diskError ?? '',
     });
-    if (!wasAlive) log(`keeper ${request.keeperId} at ${request.address} is alive`);
-    return { response: { intervalMs: options.heartbeatMs ?? 1000 } };
+    if (!wasAlive) {
+      log(`keeper ${id} at ${request.address} is alive`);
+      repair.keeperRestarted(id);
+      repair.keeperChanged(id);
+    }
+    await repair.onCorruptReport(id, report.corrupt);
+    for (const r of report.results) {
+      const task = repair.tasks.complete(id, r.taskId);
+      if (task === undefined) continue;
+      if (task.kind === TaskKind.DELETE) gc.onResult(task, r.status);
+      else await repair.onResult(task, r);
+    }
+    const tasks = repair.tasks.takeFor(id, TASKS_PER_HEARTBEAT);
+    const reply = { intervalMs: options.heartbeatMs ?? 1000, reportChunks: repair.wantsReport(id) };
+    if (tasks.length === 0) return { response: reply };
+    return {
+      response: reply,
+      body: encodeRecord(TASKS_BODY, {
+        tasks: tasks.map((t) => ({ taskId: t.taskId, kind: t.kind, chunkId: t.chunkId, targetId: t.targetId, targetAddress: t.targetAddress })),
+      }),
+    };
+  });
+  rpc.register(CHUNK_REPORT, async ({ request, body }) => {
+    if (state.keeper(request.keeperId) === undefined) {
+      throw new DfsError('NOT_FOUND', `chunk report from keeper ${request.keeperId}, which has not registered by heartbeat yet`);
+    }
+    const { ids } = decodeRecord(CHUNK_IDS_BODY, await readAll(body, MAX_REPORT_BODY));
+    await repair.onChunkReport(request.keeperId, ids, request.final);
+    return { response: {} };
+  });
+  rpc.register(REPORT_CORRUPT, ({ request }) => {
+    log(`a reader reports chunk ${request.chunkId} from keeper ${request.keeperId} as bad${request.message ? `: ${request.message}` : ''}; asking the keeper to verify it`);
+    repair.onReadCorruption(request.chunkId, request.keeperId);
+    return { response: {} };
+  });
+  rpc.register(KEEPER_ADMIN, async ({ request }) => {
+    const id = findKeeper(request.keeperId);
+    const mode = MODE_NAMES[request.mode];
+    if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode ${request.mode} is not 1 (normal), 2 (maintenance) or 3 (draining)`);
+    const until = mode === 'maintenance' ? Date.now() + (request.durationMs || DEFAULT_MAINTENANCE_MS) : 0;
+    await commit({ type: 'keeper-mode', id, mode, until });
+    log(`keeper ${id}: mode ${mode}${until ? ` until ${new Date(until).toISOString()}` : ''}`);
+    return { response: { mode: request.mode, until, drained: drained(id) } };
+  });
+  rpc.register(FSCK, ({ request }) => {
+    const path = normalisePath(request.path);
+    const files: FileReport[] = [];
+    const sum = fsck(state, repair.judge, path, (r) => { if (request.all || r.health !== 'healthy') files.push(r); });
+    const body = encodeRecord(FSCK_BODY, {
+      files: files.map((f) => ({
+        path: f.path, health: HEALTH_VALUES[f.health], chunks: f.chunks, underReplicated: f.underReplicated, corrupt: f.corrupt, missing: f.missing,
+      })),
+    });
+    return { response: sum, body };
+  });
+  rpc.register(BALANCE, ({ request }) => {
+    const moves = scheduleBalance({
+      state, repair, keepers: placementKeepers().filter((k) => k.alive && k.acceptingWrites),
+      thresholdPercent: request.thresholdPercent, maxMoves: 10_000,
+    });
+    log(`balance: ${moves} move(s) scheduled (threshold ${request.thresholdPercent}%)`);
+    return { response: { moves } };
   });
 
   const server: WireServer = await listen({ host: options.host, port: options.port, agent: 'dfs-master/0.1' }, (conn) => rpc.serve(conn));
   const address = formatAddress(server.address);
   log(`master listening on ${address}, metadata in ${options.dataDir}`);
 
-  // Report keepers that go silent, once.
+  // Report keepers that go silent, once, and have their chunks looked at.
   const deadSeen = new Set<string>();
   const watcher = setInterval(() => {
     for (const k of keepers.all()) {
       if (!k.alive && !deadSeen.has(k.id)) {
         deadSeen.add(k.id);
         log(`keeper ${k.id} at ${k.address} is dead: no heartbeat for ${Date.now() - k.lastSeen} ms`);
+        repair.keeperDied(k.id);
       } else if (k.alive) deadSeen.delete(k.id);
     }
-  }, 500);
+  }, Math.min(500, Math.max(50, Math.floor(deadAfterMs / 4))));
   watcher.unref();
+
+  // Repair, garbage collection and balancing run in rounds; a failed round is logged and retried.
+  let lastBalance = Date.now();
+  const balanceEvery = options.balanceIntervalMs ?? 60_000;
+  let rounds: Promise<void> = Promise.resolve();
+  const caretaker = setInterval(() => {
+    rounds = (async () => {
+      await repair.tick();
+      await gc.tick();
+      if (balanceEvery > 0 && Date.now() - lastBalance >= balanceEvery) {
+        lastBalance = Date.now();
+        if (repair.status().underReplicated === 0) {
+          const moves = scheduleBalance({
+            state, repair, keepers: placementKeepers().filter((k) => k.alive && k.acceptingWrites),
+            thresholdPercent: options.balanceThresholdPercent ?? 10, maxMoves: 64,
+          });
+          if (moves > 0) log(`balancer: ${moves} move(s) scheduled`);
+        }
+      }
+    })().catch((err: Error) => log(`repair round failed: ${err.message}`));
+  }, options.repairTickMs ?? 250);
+  caretaker.unref();
 
   return {
     address,
@@ -223,6 +383,8 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     aliveKeepers: () => keepers.all().filter((k) => k.alive).length,
     async close() {
       clearInterval(watcher);
+      clearInterval(caretaker);
+      await rounds;
       await server.close();
       await journal.close();
       await lock.release();
