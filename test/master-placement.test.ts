@@ -105,7 +105,7 @@ test('fewer qualifying keepers than asked: placement returns what it can and the
   requireMinReplicas(['k1', 'k2'], 3);
 });
 
-test('no qualifying keeper is NOT_ENOUGH_KEEPERS, counting alive keepers and keepers with room', () => {
+test('no qualifying keeper is NO_SPACE when live keepers are full, else NOT_ENOUGH_KEEPERS, counting alive keepers and keepers with room', () => {
   const keepers = [
     keeper('k1', 'a', { alive: false }),
     keeper('k2', 'a', { used: 1000 * MiB }),
@@ -113,7 +113,7 @@ test('no qualifying keeper is NOT_ENOUGH_KEEPERS, counting alive keepers and kee
   ];
   assertCode(
     () => placeReplicas({ keepers, replication: 2, chunkSize: MiB, random: seededRandom(1) }),
-    'NOT_ENOUGH_KEEPERS',
+    'NO_SPACE',
     /of 3 keepers 2 are alive, 2 accept writes and 0 have 1048576 bytes free/,
   );
   assertCode(
@@ -122,6 +122,7 @@ test('no qualifying keeper is NOT_ENOUGH_KEEPERS, counting alive keepers and kee
     /all 1 of those are excluded/,
   );
   assertCode(() => placeReplicas({ keepers: [], replication: 1, chunkSize: 1, random: seededRandom(1) }), 'NOT_ENOUGH_KEEPERS');
+  assertCode(() => placeReplicas({ keepers: [keeper('k1', 'a', { alive: false })], replication: 1, chunkSize: 1, random: seededRandom(1) }), 'NOT_ENOUGH_KEEPERS');
 });
 
 test('nonsense requests are INVALID_ARGUMENT', () => {

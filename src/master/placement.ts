@@ -47,8 +47,9 @@ export const SCORE_JITTER = 0.1;
 
 /**
  * Chooses up to `replication` distinct keepers for a new chunk. Returns fewer when fewer qualify;
- * the caller weighs that against its minimum (see `requireMinReplicas`). Throws NOT_ENOUGH_KEEPERS
- * when none qualifies, saying how many are alive and how many have room.
+ * the caller weighs that against its minimum (see `requireMinReplicas`). Throws NO_SPACE when keepers
+ * are alive but none has room, NOT_ENOUGH_KEEPERS when none qualifies otherwise, saying how many are
+ * alive and how many have room.
  */
 export function placeReplicas(req: PlacementRequest): string[] {
   const { keepers, replication, chunkSize, random } = req;
@@ -86,8 +87,9 @@ export function placeReplicas(req: PlacementRequest): string[] {
   }
   if (candidates.length === 0) {
     const excludedNote = withRoom > 0 ? `, and all ${withRoom} of those are excluded` : '';
+    // Keepers are up but none has room (or all refuse writes, as full keepers do): the cluster is full.
     throw new DfsError(
-      'NOT_ENOUGH_KEEPERS',
+      alive > 0 && withRoom === 0 ? 'NO_SPACE' : 'NOT_ENOUGH_KEEPERS',
       `no keeper can take a ${chunkSize}-byte chunk: of ${seen.size - holders} keepers ${alive} are alive, ` +
         `${accepting} accept writes and ${withRoom} have ${chunkSize} bytes free${excludedNote}; ` +
         'start keepers or free space, then retry',
