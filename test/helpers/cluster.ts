@@ -87,16 +87,27 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(options: { keepers: number; deadAfterMs?: number }): Promise<Cluster> {
+export interface ClusterOptions {
+  keepers: number;
+  deadAfterMs?: number;
+  /** More `dfs master` flags. */
+  masterArgs?: string[];
+  /** More `dfs keeper` flags, per keeper index. */
+  keeperArgs?: (index: number) => string[];
+}
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'dfs-cluster-'));
   const master = await startDfs(
-    ['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'master'), '--dead-after', String(options.deadAfterMs ?? 1500)],
+    ['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'master'), '--dead-after', String(options.deadAfterMs ?? 1500),
+      ...(options.masterArgs ?? [])],
     /listening on (\S+?),/,
   );
   const keepers: DfsProcess[] = [];
   const startKeeper = async (i: number) => {
     const k = await startDfs(
-      ['keeper', '--master', master.address, '--listen', '127.0.0.1:0', '--data', join(dir, `keeper${i}`), '--zone', `z${i}`],
+      ['keeper', '--master', master.address, '--listen', '127.0.0.1:0', '--data', join(dir, `keeper${i}`), '--zone', `z${i}`,
+        ...(options.keeperArgs?.(i) ?? [])],
       /serving (\S+) from/,
     );
     keepers[i] = k;
