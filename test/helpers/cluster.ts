@@ -84,6 +84,8 @@ export interface Cluster {
   client: DfsClient;
   /** Starts one more keeper, or restarts keeper `index` on its old data directory. */
   startKeeper(index: number): Promise<DfsProcess>;
+  /** Kills the master with SIGKILL and starts it again on the same port and data directory. */
+  restartMaster(): Promise<DfsProcess>;
   stop(): Promise<void>;
 }
 
@@ -98,11 +100,9 @@ export interface ClusterOptions {
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'dfs-cluster-'));
-  const master = await startDfs(
-    ['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'master'), '--dead-after', String(options.deadAfterMs ?? 1500),
-      ...(options.masterArgs ?? [])],
-    /listening on (\S+?),/,
-  );
+  const masterArgs = (listen: string) => ['master', '--listen', listen, '--data', join(dir, 'master'),
+    '--dead-after', String(options.deadAfterMs ?? 1500), ...(options.masterArgs ?? [])];
+  let master = await startDfs(masterArgs('127.0.0.1:0'), /listening on (\S+?),/);
   const keepers: DfsProcess[] = [];
   const startKeeper = async (i: number) => {
     const k = await startDfs(
@@ -123,11 +123,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const client = await connect({ master: master.address });
   await waitFor(`${options.keepers} live keepers`, async () =>
     (await client.status()).keepers.filter((k) => k.alive).length === options.keepers);
-  return {
+  const cluster: Cluster = {
     dir, master, keepers, client, startKeeper,
+    async restartMaster() {
+      const old = master;
+      if (old.child.exitCode === null && old.child.signalCode === null) {
+        old.child.kill('SIGKILL');
+        await new Promise((r) => old.child.once('exit', r));
+      }
+      // The same port: keepers and clients know the master by its address.
+      master = await startDfs(masterArgs(old.address), /listening on (\S+?),/);
+      cluster.master = master;
+      return master;
+    },
     async stop() {
       await client.close().catch(() => {});
-      for (const p of [...keepers, master]) {
+      for (const p of [...keepers, cluster.master]) {
         if (p && p.child.exitCode === null && p.child.signalCode === null) {
           p.child.kill('SIGKILL');
           await new Promise((r) => p.child.once('exit', r));
@@ -136,4 +147,5 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return cluster;
 }
