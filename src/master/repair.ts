@@ -87,6 +87,8 @@ export class RepairScheduler {
   private readonly reported = new Set<string>();
   private readonly copied: { at: number; bytes: number }[] = [];
   private repairedCount = 0;
+  /** Keepers whose maintenance window has ended and been acted on. */
+  private readonly windowsEnded = new Set<string>();
   private busy = false;
   /** No repair decisions before this time: after a restart, keepers need a moment to check in. */
   private quietUntil: number;
@@ -136,9 +138,9 @@ export class RepairScheduler {
     }
   }
 
-  /** A keeper stopped heartbeating: its unsent tasks are void, and its chunks need a look. */
+  /** A keeper stopped heartbeating: its tasks are void (a late result is ignored), and its chunks need a look. */
   keeperDied(keeperId: string): void {
-    for (const t of this.tasks.dropWaiting(keeperId)) {
+    for (const t of this.tasks.dropKeeper(keeperId)) {
       if (this.copying.get(t.chunkId) === t) this.copying.delete(t.chunkId);
     }
     this.keeperChanged(keeperId);
@@ -189,6 +191,7 @@ export class RepairScheduler {
         this.ctx.log(`task ${t.taskId} (${kindName(t.kind)} of chunk ${t.chunkId} on keeper ${t.keeperId}) timed out; it will be redone`);
       }
       if (this.now() < this.quietUntil) return;
+      this.noticeEndedWindows();
       const batch = this.dirty;
       this.dirty = new Set();
       this.sweepSlice(batch);
@@ -239,6 +242,21 @@ export class RepairScheduler {
   }
 
   // ---- internals -------------------------------------------------------------------------------
+
+  /** A maintenance window that ran out with its keeper still away: its chunks need a look now. */
+  private noticeEndedWindows(): void {
+    const now = this.now();
+    for (const k of this.ctx.state.keepers()) {
+      const m = this.ctx.state.keeperMode(k.id);
+      if (m.mode !== 'maintenance') continue;
+      if (m.until <= now && !this.windowsEnded.has(k.id)) {
+        this.windowsEnded.add(k.id);
+        this.keeperChanged(k.id);
+      } else if (m.until > now) {
+        this.windowsEnded.delete(k.id);
+      }
+    }
+  }
 
   private sweepSlice(into: Set<string>): void {
     if (this.sweep === null) {

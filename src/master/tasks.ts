@@ -101,12 +101,14 @@ export class TaskBook {
     return out;
   }
 
-  /** Drops the waiting (unsent) tasks of a keeper, e.g. one that died; returns them. */
-  dropWaiting(keeperId: string): Task[] {
+  /** Drops every task a keeper was to do, sent or not, e.g. because it died; returns them. */
+  dropKeeper(keeperId: string): Task[] {
     const list = this.waiting.get(keeperId) ?? [];
     this.waiting.delete(keeperId);
     for (const t of list) this.remove(t, false);
-    return list;
+    const sent = [...this.byId.values()].filter((t) => t.keeperId === keeperId);
+    for (const t of sent) this.remove(t);
+    return [...list, ...sent];
   }
 
   private remove(task: Task, fromWaiting = true): void {
