@@ -330,3 +330,14 @@ test('balancing moves replicas from the fullest keeper to the emptiest, copying 
   assert.equal(moved.length, 2);
   for (const id of moved) assert.ok(!s.state.chunkOwner(id)!.chunk.replicas.includes('k1'));
 });
+
+test('a keeper full of chunks the master never heard of is not collected: the metadata may be the wrong one', async () => {
+  const s = sim();
+  s.put('/f', 1);
+  const strangers = Array.from({ length: 100 }, newId);
+  await s.repair.onChunkReport('k4', strangers, true);
+  for (const id of strangers) assert.equal(s.state.garbageOf(id), undefined);
+  const few = Array.from({ length: 3 }, newId);
+  await s.repair.onChunkReport('k3', [...few, ...s.files.get('/f')!], true);
+  for (const id of few) assert.deepEqual(s.state.garbageOf(id)?.keepers, ['k3'], 'a handful of strays is ordinary garbage');
+});

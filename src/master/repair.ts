@@ -60,6 +60,8 @@ const REPORT_RACE_MS = 60_000;
 /** A target that failed a copy is not chosen again for the same chunk for this long. */
 const FAILED_TARGET_MS = 30_000;
 const SWEEP_EVERY_MS = 60_000;
+/** More never-heard-of chunks than this (and over a tenth of a report) stop collection from that report. */
+const UNKNOWN_CHUNKS_ALARM = 64;
 
 export class RepairScheduler {
   readonly tasks: TaskBook;
@@ -460,6 +462,7 @@ export class RepairScheduler {
     }
     const unused: string[] = [];
     let adopted = 0;
+    let unknown = 0;
     for (const id of held) {
       if (state.isUploading(id)) continue;
       const owner = state.chunkOwner(id);
@@ -472,7 +475,16 @@ export class RepairScheduler {
       }
       if (state.garbageOf(id)?.keepers.includes(keeperId)) continue;
       if (this.copying.get(id)?.targetId === keeperId) continue;
+      if (owner === undefined && state.garbageOf(id) === undefined) unknown++;
       unused.push(id);
+    }
+    // Chunks no entry ever mentioned are rare: uploads, deletions and trims all leave garbage records.
+    // Many of them mean this master's metadata does not belong with this keeper (an empty or wrong
+    // --data directory, a keeper from another cluster): collecting them would destroy data.
+    if (unknown > UNKNOWN_CHUNKS_ALARM && unknown > held.size / 10) {
+      this.ctx.log(`keeper ${keeperId} holds ${unknown} of ${held.size} chunks this master has never heard of; ` +
+        'NOT collecting them: is the master running on the right --data directory, and is this keeper part of this cluster?');
+      return;
     }
     for (let i = 0; i < unused.length; i += 10_000) {
       const chunks = unused.slice(i, i + 10_000).map((id) => ({ id, keepers: [keeperId] }));
