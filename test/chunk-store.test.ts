@@ -301,7 +301,8 @@ test('a disk that fills up mid-chunk fails the write with NO_SPACE and removes t
   const full = new FullDisk({ size: 1 });
   t.after(() => full.close());
   const dir = await tempDir(t);
-  const store = await ChunkStore.open(dir, { pool: full });
+  const diskErrors: string[] = [];
+  const store = await ChunkStore.open(dir, { pool: full, onDiskError: (e) => diskErrors.push(e.code) });
   t.after(() => store.close());
   const data = rng(SEED).bytes(300_000);
   const w = await store.createWriter(newId(), data.length, sha(data));
@@ -311,6 +312,7 @@ test('a disk that fills up mid-chunk fails the write with NO_SPACE and removes t
   assert.deepEqual(await readdir(join(dir, 'tmp')), []);
   assert.equal(store.reserved(), 0);
   assert.equal(store.has(w.id), false);
+  assert.deepEqual(diskErrors, ['NO_SPACE'], 'the keeper hears of the full disk once');
 });
 
 test('rewriting a stored chunk succeeds if identical (a retry) and is ALREADY_EXISTS otherwise', async (t) => {
@@ -346,4 +348,47 @@ test('closing a store aborts writes in progress; a closed store refuses work wit
   await assert.rejects(w.write(Buffer.alloc(5)), code('INVALID_ARGUMENT'));
   await assert.rejects(store.read(newId()), code('UNAVAILABLE'));
   await assert.rejects(store.createWriter(newId(), 1, sha(Buffer.alloc(1))), code('UNAVAILABLE'));
+});
+
+test('verify re-hashes a stored chunk in the workers: damage, a grown or a vanished file is found, and the caller decides', async (t) => {
+  // The scrubber and VERIFY tasks rely on this to find damage that no client read has hit yet.
+  const lost: string[] = [];
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { onLost: (id) => lost.push(id) });
+  const r = rng(SEED);
+  const [good, flipped, grown, gone] = [newId(), newId(), newId(), newId()];
+  for (const id of [good, flipped, grown, gone]) await put(store, id, r.bytes(700_000), r);
+  let paced = 0;
+  await store.verify(good, { pieceSize: 100_000, pace: async (n) => { paced += n; } });
+  assert.equal(paced, 700_000, 'every byte went through pace');
+
+  const fh = await open(store._path(flipped), 'r+');
+  await fh.write(Buffer.from([1]), 0, 1, CHUNK_HEADER_SIZE + 654_321);
+  await fh.close();
+  await assert.rejects(store.verify(flipped), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH' && e.message.includes(flipped));
+  assert.ok(store.has(flipped), 'damage is reported, the replica stays listed until the keeper decides');
+
+  await writeFile(store._path(grown), Buffer.from('tail'), { flag: 'a' });
+  await assert.rejects(store.verify(grown), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH' && /file is \d+ bytes/.test(e.message));
+
+  await rm(store._path(gone));
+  await assert.rejects(store.verify(gone), code('NOT_FOUND'));
+  assert.equal(store.has(gone), false);
+  assert.deepEqual(lost, [gone]);
+  await assert.rejects(store.verify(newId()), code('NOT_FOUND'));
+  assert.equal(pool.stats().sessions, 0);
+});
+
+test('a write larger than the free disk space is refused with NO_SPACE before a byte is written', async (t) => {
+  const diskErrors: string[] = [];
+  let free = 10_000;
+  const store = await openStore(t, await tempDir(t), { diskFree: () => free, onDiskError: (e) => diskErrors.push(e.code) });
+  const small = Buffer.alloc(5_000, 7);
+  await put(store, newId(), small);
+  await assert.rejects(store.createWriter(newId(), 20_000, sha(Buffer.alloc(20_000))),
+    (e: DfsError) => e.code === 'NO_SPACE' && /disk has 10000 bytes free/.test(e.message));
+  assert.equal(store.reserved(), 0);
+  free = 1e9;
+  await put(store, newId(), Buffer.alloc(20_000, 1));
+  assert.deepEqual(diskErrors, [], 'refusing early is not a disk error');
 });
