@@ -107,7 +107,7 @@ test('the keeper reports every chunk it holds after its first heartbeat and when
   const pages = m.pages.slice(1);
   assert.deepEqual(pages.map((p) => [p.ids.length, p.final]), [[3, false], [3, false], [1, true]]);
   assert.deepEqual([...m.reports(k.id)[1]!].sort(), [...ids].sort());
-  assert.equal(k.chunkReports, 2);
+  await waitFor('the keeper to count the report', () => k.chunkReports === 2);
 });
 
 test('a refused chunk report is retried from its first page, and requests during it do not start another', async (t) => {
@@ -400,4 +400,30 @@ test('rewriting a chunk the keeper holds damaged replaces it and reports the dam
   assert.ok((await callForBuffer(await client(t, k.address), READ_CHUNK, { chunkId })).body.equals(data));
   await waitFor('the corrupt report', () => m.corrupt().length > 0);
   assert.deepEqual(m.corrupt(), [chunkId]);
+});
+
+test('dfs keeper passes its repair settings to the keeper it runs', async (t) => {
+  const { keeper: keeperCommand } = await import('../src/cli/server-commands.js');
+  const { PassThrough } = await import('node:stream');
+  const m = await master(t);
+  const stop = new AbortController();
+  const stderr = new PassThrough();
+  stderr.resume();
+  const running = keeperCommand.run([
+    '--master', `127.0.0.1:${m.address.port}`, '--listen', '127.0.0.1:0', '--data', await tempDir(t),
+    '--task-queue', '0', '--task-concurrency', '1', '--repair-bandwidth', '64KiB', '--scrub-rate', '0', '--reserve', '2GiB', '--capacity', '1GiB',
+  ], { stdout: new PassThrough(), stderr, env: {}, signal: stop.signal });
+  t.after(async () => {
+    stop.abort();
+    await running;
+  });
+  await waitFor('a heartbeat', () => m.beats.length > 0);
+  const id = m.beats[0]!.request.keeperId;
+  assert.equal(m.beats[0]!.request.acceptingWrites, false, 'a reserve above the capacity leaves no room');
+  // One runs at once and none may wait.
+  const dels = [1, 2, 3].map(() => ({ taskId: taskId(), kind: TaskKind.DELETE, chunkId: newId() }));
+  m.queue(id, ...dels);
+  const statuses = [];
+  for (const d of dels) statuses.push((await waitResult(m, d.taskId)).status);
+  assert.deepEqual(statuses, ['NO_ERROR', 'UNAVAILABLE', 'UNAVAILABLE']);
 });

@@ -101,7 +101,8 @@ export class TaskRunner {
         this.finish(task, 'UNAVAILABLE', 'the keeper is shutting down');
         continue;
       }
-      if (this.queue.length >= this.queueLimit) {
+      // Free slots take tasks at once; only those that must wait need room in the queue.
+      if (this.queue.length >= this.queueLimit + Math.max(0, this.concurrency - this.active)) {
         this.finish(task, 'UNAVAILABLE', `task queue full: ${this.queue.length} tasks waiting, ${this.active} running`);
         continue;
       }
