@@ -228,6 +228,52 @@ test('a keeper killed with SIGKILL in the middle of a write reopens clean, its s
   assert.match(await readFile(join(dir, 'data', 'LOCK'), 'utf8'), new RegExp(`^${process.pid}\\n`));
 });
 
+test(`kill -9 at any instant of writes, deletes and quarantines never leaves a file in chunks/ that is not a whole chunk (seed ${SEED})`, async (t) => {
+  // Chunks appear only by renaming a complete, fsynced temp file, and leave only by rename or unlink:
+  // if that ever stopped being true, a restart would list (and report to the master) a torn chunk.
+  const dir = await tempDir(t);
+  const data = join(dir, 'data');
+  const script = join(dir, 'churn.mts');
+  await writeFile(
+    script,
+    `import { createHash, randomBytes } from 'node:crypto';
+     import { WorkerPool } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/workers/pool.ts')).href)};
+     import { ChunkStore } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/keeper/chunk-store.ts')).href)};
+     const store = await ChunkStore.open(${JSON.stringify(data)}, { pool: new WorkerPool({ size: 2 }) });
+     console.log('running');
+     const sizes = [0, 1, 4096, 300_000, 2_000_000];
+     for (let i = 0; ; i++) {
+       const bytes = randomBytes(sizes[i % sizes.length]);
+       const id = randomBytes(16).toString('hex');
+       const w = await store.createWriter(id, bytes.length, createHash('sha256').update(bytes).digest('hex'));
+       for (let at = 0; at < bytes.length; at += 65536) await w.write(bytes.subarray(at, at + 65536));
+       await w.commit();
+       const held = store.list();
+       if (i % 3 === 1) await store.delete(held[i % held.length].id);
+       if (i % 7 === 3) await store.quarantine(held[i % held.length].id);
+     }`,
+  );
+  const r = rng(SEED);
+  for (let round = 0; round < 3; round++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('running') && resolve());
+      child.on('exit', (c) => reject(new Error(`churn exited early with ${c}`)));
+    });
+    await new Promise((resolve) => setTimeout(resolve, r.int(20, 600)));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  const store = await openStore(t, data);
+  assert.deepEqual(store.report.quarantined, [], 'no torn or foreign file under an id in chunks/');
+  assert.deepEqual(store.report.ignored, []);
+  assert.deepEqual(store.report.unreadable, []);
+  assert.deepEqual(await readdir(join(data, 'tmp')), []);
+  assert.ok(store.count() > 0, 'the churn got some chunks written');
+  for (const c of store.list()) await store.verify(c.id);
+});
+
 test('chunk ids that are not 32 lowercase hex digits are refused with INVALID_ARGUMENT, before any path is built', async (t) => {
   const store = await openStore(t, await tempDir(t));
   const data = Buffer.from('x');
