@@ -228,6 +228,52 @@ test('a keeper killed with SIGKILL in the middle of a write reopens clean, its s
   assert.match(await readFile(join(dir, 'data', 'LOCK'), 'utf8'), new RegExp(`^${process.pid}\\n`));
 });
 
+test(`kill -9 at any instant of writes, deletes and quarantines never leaves a file in chunks/ that is not a whole chunk (seed ${SEED})`, async (t) => {
+  // Chunks appear only by renaming a complete, fsynced temp file, and leave only by rename or unlink:
+  // if that ever stopped being true, a restart would list (and report to the master) a torn chunk.
+  const dir = await tempDir(t);
+  const data = join(dir, 'data');
+  const script = join(dir, 'churn.mts');
+  await writeFile(
+    script,
+    `import { createHash, randomBytes } from 'node:crypto';
+     import { WorkerPool } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/workers/pool.ts')).href)};
+     import { ChunkStore } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/keeper/chunk-store.ts')).href)};
+     const store = await ChunkStore.open(${JSON.stringify(data)}, { pool: new WorkerPool({ size: 2 }) });
+     console.log('running');
+     const sizes = [0, 1, 4096, 300_000, 2_000_000];
+     for (let i = 0; ; i++) {
+       const bytes = randomBytes(sizes[i % sizes.length]);
+       const id = randomBytes(16).toString('hex');
+       const w = await store.createWriter(id, bytes.length, createHash('sha256').update(bytes).digest('hex'));
+       for (let at = 0; at < bytes.length; at += 65536) await w.write(bytes.subarray(at, at + 65536));
+       await w.commit();
+       const held = store.list();
+       if (i % 3 === 1) await store.delete(held[i % held.length].id);
+       if (i % 7 === 3) await store.quarantine(held[i % held.length].id);
+     }`,
+  );
+  const r = rng(SEED);
+  for (let round = 0; round < 3; round++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('running') && resolve());
+      child.on('exit', (c) => reject(new Error(`churn exited early with ${c}`)));
+    });
+    await new Promise((resolve) => setTimeout(resolve, r.int(20, 600)));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  const store = await openStore(t, data);
+  assert.deepEqual(store.report.quarantined, [], 'no torn or foreign file under an id in chunks/');
+  assert.deepEqual(store.report.ignored, []);
+  assert.deepEqual(store.report.unreadable, []);
+  assert.deepEqual(await readdir(join(data, 'tmp')), []);
+  assert.ok(store.count() > 0, 'the churn got some chunks written');
+  for (const c of store.list()) await store.verify(c.id);
+});
+
 test('chunk ids that are not 32 lowercase hex digits are refused with INVALID_ARGUMENT, before any path is built', async (t) => {
   const store = await openStore(t, await tempDir(t));
   const data = Buffer.from('x');
@@ -301,7 +347,8 @@ test('a disk that fills up mid-chunk fails the write with NO_SPACE and removes t
   const full = new FullDisk({ size: 1 });
   t.after(() => full.close());
   const dir = await tempDir(t);
-  const store = await ChunkStore.open(dir, { pool: full });
+  const diskErrors: string[] = [];
+  const store = await ChunkStore.open(dir, { pool: full, onDiskError: (e) => diskErrors.push(e.code) });
   t.after(() => store.close());
   const data = rng(SEED).bytes(300_000);
   const w = await store.createWriter(newId(), data.length, sha(data));
@@ -311,6 +358,7 @@ test('a disk that fills up mid-chunk fails the write with NO_SPACE and removes t
   assert.deepEqual(await readdir(join(dir, 'tmp')), []);
   assert.equal(store.reserved(), 0);
   assert.equal(store.has(w.id), false);
+  assert.deepEqual(diskErrors, ['NO_SPACE'], 'the keeper hears of the full disk once');
 });
 
 test('rewriting a stored chunk succeeds if identical (a retry) and is ALREADY_EXISTS otherwise', async (t) => {
@@ -346,4 +394,47 @@ test('closing a store aborts writes in progress; a closed store refuses work wit
   await assert.rejects(w.write(Buffer.alloc(5)), code('INVALID_ARGUMENT'));
   await assert.rejects(store.read(newId()), code('UNAVAILABLE'));
   await assert.rejects(store.createWriter(newId(), 1, sha(Buffer.alloc(1))), code('UNAVAILABLE'));
+});
+
+test('verify re-hashes a stored chunk in the workers: damage, a grown or a vanished file is found, and the caller decides', async (t) => {
+  // The scrubber and VERIFY tasks rely on this to find damage that no client read has hit yet.
+  const lost: string[] = [];
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { onLost: (id) => lost.push(id) });
+  const r = rng(SEED);
+  const [good, flipped, grown, gone] = [newId(), newId(), newId(), newId()];
+  for (const id of [good, flipped, grown, gone]) await put(store, id, r.bytes(700_000), r);
+  let paced = 0;
+  await store.verify(good, { pieceSize: 100_000, pace: async (n) => { paced += n; } });
+  assert.equal(paced, 700_000, 'every byte went through pace');
+
+  const fh = await open(store._path(flipped), 'r+');
+  await fh.write(Buffer.from([1]), 0, 1, CHUNK_HEADER_SIZE + 654_321);
+  await fh.close();
+  await assert.rejects(store.verify(flipped), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH' && e.message.includes(flipped));
+  assert.ok(store.has(flipped), 'damage is reported, the replica stays listed until the keeper decides');
+
+  await writeFile(store._path(grown), Buffer.from('tail'), { flag: 'a' });
+  await assert.rejects(store.verify(grown), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH' && /file is \d+ bytes/.test(e.message));
+
+  await rm(store._path(gone));
+  await assert.rejects(store.verify(gone), code('NOT_FOUND'));
+  assert.equal(store.has(gone), false);
+  assert.deepEqual(lost, [gone]);
+  await assert.rejects(store.verify(newId()), code('NOT_FOUND'));
+  assert.equal(pool.stats().sessions, 0);
+});
+
+test('a write larger than the free disk space is refused with NO_SPACE before a byte is written', async (t) => {
+  const diskErrors: string[] = [];
+  let free = 10_000;
+  const store = await openStore(t, await tempDir(t), { diskFree: () => free, onDiskError: (e) => diskErrors.push(e.code) });
+  const small = Buffer.alloc(5_000, 7);
+  await put(store, newId(), small);
+  await assert.rejects(store.createWriter(newId(), 20_000, sha(Buffer.alloc(20_000))),
+    (e: DfsError) => e.code === 'NO_SPACE' && /disk has 10000 bytes free/.test(e.message));
+  assert.equal(store.reserved(), 0);
+  free = 1e9;
+  await put(store, newId(), Buffer.alloc(20_000, 1));
+  assert.deepEqual(diskErrors, [], 'refusing early is not a disk error');
 });

@@ -42,6 +42,31 @@ test('an unknown command and a bad option fail with one line and exit 2', async 
   assert.match(capacity.stderr, /--capacity 'lots' is not a byte count/);
 });
 
+test('dfs keeper names each repair and health setting in --help and refuses a bad value with one line and exit 2', async () => {
+  // A keeper started with a typo in one of these would otherwise repair at the wrong pace, or never.
+  const help = await dfs(['keeper', '--help']);
+  for (const flag of ['--reserve BYTES', '--task-concurrency N', '--task-queue N', '--repair-bandwidth BYTES', '--scrub-rate BYTES']) {
+    assert.ok(help.stdout.includes(flag), `${flag} missing from dfs keeper --help`);
+  }
+  const base = ['keeper', '--master', '127.0.0.1:1', '--listen', '127.0.0.1:0', '--data', '/tmp/dfs-never-created'];
+  const cases: [string[], RegExp][] = [
+    [['--task-concurrency', '0'], /--task-concurrency 0 is outside 1\.\.64/],
+    [['--task-concurrency', 'many'], /--task-concurrency 'many' is not a whole number/],
+    [['--task-queue', '-1'], /--task-queue needs a value|--task-queue '-1'/],
+    [['--task-queue', '100001'], /--task-queue 100001 is outside 0\.\.100000/],
+    [['--repair-bandwidth', '1KiB'], /--repair-bandwidth '1KiB' is below the least allowed/],
+    [['--repair-bandwidth', 'fast'], /--repair-bandwidth 'fast' is not a byte count/],
+    [['--scrub-rate', '1.5'], /--scrub-rate '1.5' is not a whole number of bytes/],
+    [['--reserve', 'some'], /--reserve 'some' is not a byte count/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await dfs([...base, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, message);
+  }
+});
+
 test('a client command without a master, or with an unreachable one, says so', async () => {
   const none = await dfs(['ls', '/']);
   assert.notEqual(none.code, 0);

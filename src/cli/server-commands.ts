@@ -71,32 +71,63 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
   },
 };
 
+/** A byte count option of at least `min`; INVALID_ARGUMENT naming the option otherwise. */
+function bytesOption(text: string, what: string, min: number): number {
+  const value = parseBytes(text, what);
+  if (value < min) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is below the least allowed, ${min} bytes`);
+  return value;
+}
+
 export const keeper: Command = {
   summary: 'run a data keeper',
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
+           [--reserve BYTES] [--task-concurrency N] [--task-queue N]
+           [--repair-bandwidth BYTES] [--scrub-rate BYTES]
 
 Runs a data keeper: stores chunks in DIR, takes part in write pipelines, serves
-reads, and reports to the master every second. To put a running keeper in
+reads, reports to the master every second, carries out the master's repair tasks
+and re-checks every stored chunk in the background. To put a running keeper in
 maintenance or drain it, see dfs keeper maintenance --help.
 
-  --master HOST:PORT   the master tracker
-  --listen HOST:PORT   address to serve on and to advertise (port 0 picks a free one)
-  --data DIR           chunk directory (created if missing; one keeper per directory)
-  --capacity BYTES     most bytes to store, such as 100GiB (default: the disk's free space)
-  --zone NAME          failure zone; replicas of a chunk go to distinct zones (default: default)`,
+  --master HOST:PORT        the master tracker
+  --listen HOST:PORT        address to serve on and to advertise (port 0 picks a free one)
+  --data DIR                chunk directory (created if missing; one keeper per directory)
+  --capacity BYTES          most bytes to store, such as 100GiB (default: the disk's free space)
+  --zone NAME               failure zone; replicas of a chunk go to distinct zones (default: default)
+  --reserve BYTES           stop taking new chunks when less than this is free on the disk or
+                            within the capacity (default: 64MiB or 1% of the capacity, the smaller)
+  --task-concurrency N      repair tasks (copy, delete, verify) run at once, 1..64 (default 4)
+  --task-queue N            repair tasks waiting to run, 0..100000; more are refused with
+                            UNAVAILABLE (default 1024)
+  --repair-bandwidth BYTES  bytes per second all repair copies together may send, at least
+                            64KiB (default 100MiB)
+  --scrub-rate BYTES        bytes per second the background check re-reads, 0 to turn it off
+                            (default: stored bytes / 6 days, at least 1MiB, so every chunk is
+                            checked at least weekly)`,
   async run(argv, io) {
     if (argv[0] !== undefined && argv[0] in KEEPER_ACTIONS) return keeperAdmin.run(argv, io);
     const { values } = parseCommandArgs('keeper', argv, {
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
+      reserve: { type: 'string' }, 'task-concurrency': { type: 'string' }, 'task-queue': { type: 'string' },
+      'repair-bandwidth': { type: 'string' }, 'scrub-rate': { type: 'string' },
     }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const masterAddress = parseAddress(required('keeper', values, 'master'), '--master');
     const listen = parseAddress(required('keeper', values, 'listen'), '--listen');
+    const text = (name: string) => values[name] as string | undefined;
+    const options = {
+      capacity: text('capacity') === undefined ? undefined : parseBytes(text('capacity')!, '--capacity'),
+      reserve: text('reserve') === undefined ? undefined : parseBytes(text('reserve')!, '--reserve'),
+      taskConcurrency: text('task-concurrency') === undefined ? undefined : parseIntOption(text('task-concurrency')!, '--task-concurrency', 1, 64),
+      taskQueue: text('task-queue') === undefined ? undefined : parseIntOption(text('task-queue')!, '--task-queue', 0, 100_000),
+      repairBandwidth: text('repair-bandwidth') === undefined ? undefined : bytesOption(text('repair-bandwidth')!, '--repair-bandwidth', 64 * 1024),
+      scrubRate: text('scrub-rate') === undefined ? undefined : parseBytes(text('scrub-rate')!, '--scrub-rate'),
+    };
     const handle = await startKeeper({
       master: masterAddress, listen, dataDir: resolve(required('keeper', values, 'data')),
-      capacity: values.capacity ? parseBytes(values.capacity as string, '--capacity') : undefined,
       zone: (values.zone as string | undefined) ?? 'default',
       log: logTo(io, 'keeper'),
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
     });
     await untilStopped(io.signal);
     await handle.close();

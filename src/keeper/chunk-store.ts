@@ -8,7 +8,7 @@
 //   quarantine/        files found damaged, kept for inspection, never listed
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { fsError } from '../workers/errors.js';
@@ -41,6 +41,15 @@ export interface ChunkStoreOptions {
   maxChunkSize?: number;
   /** fsync chunk files and directories before acknowledging. Default true; only tests turn it off. */
   fsync?: boolean;
+  /**
+   * Bytes the file system under the store can still take, as last measured (statfs); a write that
+   * does not fit fails with NO_SPACE before a byte is written. Default: not checked.
+   */
+  diskFree?: () => number;
+  /** Told of every IO_ERROR or NO_SPACE the disk itself raised (not the capacity limit), for health reports. */
+  onDiskError?: (err: DfsError) => void;
+  /** Told when a listed chunk's file turned out to be gone (removed behind the store's back); it is no longer listed. */
+  onLost?: (id: string, reason: string) => void;
 }
 
 export interface ChunkInfo {
@@ -89,6 +98,9 @@ export class ChunkStore {
   readonly report: OpenReport;
   private readonly pool: WorkerPool;
   private readonly fsync: boolean;
+  private readonly diskFree: (() => number) | null;
+  private readonly onDiskError: ((err: DfsError) => void) | null;
+  private readonly onLost: ((id: string, reason: string) => void) | null;
   private readonly lock: DirLock;
   private readonly index = new Map<string, ChunkInfo>();
   /** Ids with a writer in progress: one writer per id at a time. */
@@ -105,6 +117,9 @@ export class ChunkStore {
     this.capacity = opts.capacity ?? Number.POSITIVE_INFINITY;
     this.maxChunkSize = opts.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE;
     this.fsync = opts.fsync ?? true;
+    this.diskFree = opts.diskFree ?? null;
+    this.onDiskError = opts.onDiskError ?? null;
+    this.onLost = opts.onLost ?? null;
     this.lock = lock;
     this.report = report;
   }
@@ -258,6 +273,18 @@ export class ChunkStore {
           `${this.reservedBytes} reserved of a ${this.capacity}-byte capacity`,
       );
     }
+    if (this.diskFree !== null) {
+      // Bytes reserved by writes in progress are partly on disk already: counting them whole errs
+      // towards refusing early, never towards a write that runs into ENOSPC half-way.
+      const free = this.diskFree();
+      if (this.reservedBytes + expectedSize + CHUNK_HEADER_SIZE > free) {
+        throw new DfsError(
+          'NO_SPACE',
+          `chunk ${id} (${expectedSize} bytes) does not fit: the disk has ${free} bytes free and ` +
+            `${this.reservedBytes} are reserved by writes in progress`,
+        );
+      }
+    }
     const temp = join(this.dir, 'tmp', `${id}.${randomBytes(4).toString('hex')}`);
     const writer = new ChunkWriter(this, id, expectedSize, expectedSha256, temp);
     this.pending.set(id, writer);
@@ -275,7 +302,7 @@ export class ChunkStore {
       writer._session = await this.pool.openFileWriter(temp, { prefix: header });
     } catch (err) {
       await this._release(writer);
-      throw fsError(err, `chunk ${id}: create temp file`);
+      throw this._diskError(fsError(err, `chunk ${id}: create temp file`));
     }
     return writer;
   }
@@ -316,12 +343,18 @@ export class ChunkStore {
     } catch (err) {
       await rm(final, { force: true }).catch(() => undefined);
       await this._release(w);
-      throw fsError(err, `chunk ${w.id}: commit`);
+      throw this._diskError(fsError(err, `chunk ${w.id}: commit`));
     }
     this.pending.delete(w.id);
     this.reservedBytes -= w.size;
     this.index.set(w.id, { id: w.id, size: w.size, sha256: w.sha256, created: w.created });
     this.usedBytes += w.size;
+  }
+
+  /** @internal Passes an error the disk raised to onDiskError; returns it. */
+  _diskError(err: DfsError): DfsError {
+    if (err.code === 'IO_ERROR' || err.code === 'NO_SPACE') this.onDiskError?.(err);
+    return err;
   }
 
   /** @internal Forgets a writer that will not commit: closes and deletes its temp file. */
@@ -425,6 +458,29 @@ export class ChunkStore {
     }
   }
 
+  /**
+   * Re-reads and re-hashes a stored chunk in the workers, without keeping its bytes: resolves if it
+   * is intact, CHECKSUM_MISMATCH if not (a file that grew or shrank counts as damaged). `pace` is
+   * awaited after each piece, so a background check can bound its rate and make way for clients.
+   * The replica stays listed either way: what to do about damage is the caller's decision.
+   */
+  async verify(id: string, opts: { pieceSize?: number; pace?: (bytes: number) => Promise<void> } = {}): Promise<void> {
+    const info = this.lookup(id);
+    let fileSize: number;
+    try {
+      fileSize = (await stat(this._path(id))).size;
+    } catch (err) {
+      throw this.readError(id, info, err);
+    }
+    if (fileSize !== CHUNK_HEADER_SIZE + info.size) {
+      throw new DfsError('CHECKSUM_MISMATCH',
+        `chunk ${id} is damaged on this keeper: its file is ${fileSize} bytes, header and data make ${CHUNK_HEADER_SIZE + info.size}`);
+    }
+    for await (const piece of this.readStream(id, opts.pieceSize === undefined ? {} : { pieceSize: opts.pieceSize })) {
+      await opts.pace?.(piece.length);
+    }
+  }
+
   private lookup(id: string): ChunkInfo {
     this.assertOpen();
     assertChunkId(id);
@@ -439,11 +495,12 @@ export class ChunkStore {
       // The file vanished behind the store's back: stop listing it.
       this.index.delete(id);
       this.usedBytes -= info.size;
+      this.onLost?.(id, e.message);
     }
     if (e.code === 'CHECKSUM_MISMATCH') {
       return new DfsError('CHECKSUM_MISMATCH', `chunk ${id} is damaged on this keeper: ${e.message}`, { cause: err });
     }
-    return e;
+    return this._diskError(e);
   }
 
   // ---- Removing ----
@@ -457,7 +514,7 @@ export class ChunkStore {
       try {
         await rm(path, { force: true });
       } catch (err) {
-        throw fsError(err, `delete chunk ${id}`);
+        throw this._diskError(fsError(err, `delete chunk ${id}`));
       }
     });
   }
@@ -488,7 +545,7 @@ export class ChunkStore {
     try {
       await rename(path, join(this.dir, 'quarantine', `${name}.${Date.now()}`));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, `quarantine ${path}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this._diskError(fsError(err, `quarantine ${path}`));
     }
   }
 
@@ -565,7 +622,7 @@ export class ChunkWriter {
     try {
       await this._session.write(piece, opts);
     } catch (err) {
-      await this.fail(fsError(err, `chunk ${this.id}: write`));
+      await this.fail(this.store._diskError(fsError(err, `chunk ${this.id}: write`)));
     }
   }
 

@@ -6,6 +6,7 @@ import { DfsError } from '../wire/errors.js';
 import type { Handler } from '../transport/index.js';
 import { READ_CHUNK } from '../protocol/ops.js';
 import type { ChunkStore } from './chunk-store.js';
+import type { DamagedReplicas } from './damaged-replicas.js';
 
 /** Default bytes all READ_CHUNK replies in flight may hold: 256 MiB. */
 export const DEFAULT_READ_BUDGET = 256 * 1024 * 1024;
@@ -16,6 +17,8 @@ export interface ReadChunkOptions {
   budgetBytes?: number;
   log?: (line: string) => void;
   onActive?: (delta: 1 | -1) => void;
+  /** Where a replica that fails verification goes. Default: it is quarantined and logged, not reported. */
+  damaged?: DamagedReplicas;
 }
 
 export function readChunkHandler(opts: ReadChunkOptions): Handler<typeof READ_CHUNK.request, typeof READ_CHUNK.response> {
@@ -34,9 +37,12 @@ export function readChunkHandler(opts: ReadChunkOptions): Handler<typeof READ_CH
         ({ data } = await store.read(info.id));
       } catch (err) {
         if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH') {
-          // Keep the damaged file for inspection and stop reporting it, so the master re-replicates it.
-          await store.quarantine(info.id).catch(() => false);
-          opts.log?.(`chunk ${info.id} failed verification and was quarantined: ${err.message}`);
+          // Keep the damaged file for inspection and report it, so the master re-replicates it.
+          if (opts.damaged) await opts.damaged.quarantine(info.id, 'read', err);
+          else {
+            await store.quarantine(info.id).catch(() => false);
+            opts.log?.(`chunk ${info.id} failed verification and was quarantined: ${err.message}`);
+          }
         }
         throw err;
       }

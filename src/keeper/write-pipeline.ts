@@ -12,6 +12,7 @@ import type { Handler, WireStream } from '../transport/index.js';
 import { HOP_ACK, WRITE_CHUNK } from '../protocol/ops.js';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
 import type { PeerPool } from './peer-pool.js';
+import type { DamagedReplicas } from './damaged-replicas.js';
 
 export type HopAck = Decoded<typeof HOP_ACK>;
 type WriteRequest = Decoded<typeof WRITE_CHUNK.request>;
@@ -29,6 +30,8 @@ export interface WritePipelineOptions {
   stallMs?: number;
   /** Counts writes in flight, for the heartbeat's load. */
   onActive?: (delta: 1 | -1) => void;
+  /** Where a held replica found damaged on a rewrite goes. Default: it is quarantined, not reported. */
+  damaged?: DamagedReplicas;
 }
 
 export function writeChunkHandler(opts: WritePipelineOptions): Handler<typeof WRITE_CHUNK.request, typeof WRITE_CHUNK.response> {
@@ -45,7 +48,7 @@ export function writeChunkHandler(opts: WritePipelineOptions): Handler<typeof WR
 
 async function runWrite(opts: WritePipelineOptions, stallMs: number, request: WriteRequest, body: WireStream): Promise<WriteResponse> {
   const { chunkId, size, downstream } = request;
-  const local = new LocalReplica(opts.store, request);
+  const local = new LocalReplica(opts.store, request, opts.damaged);
   const forward = downstream.length > 0 ? new Forwarder(opts.peers, request, stallMs) : null;
   // Both sinks must be ready before the first byte is read: nothing is buffered for a late one.
   await Promise.all([local.open(), forward?.open()]);
@@ -153,13 +156,32 @@ class LocalReplica {
   private failure: DfsError | null = null;
   private last: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: ChunkStore, private readonly request: WriteRequest) {}
+  constructor(private readonly store: ChunkStore, private readonly request: WriteRequest, private readonly damaged?: DamagedReplicas) {}
 
   async open(): Promise<void> {
     try {
+      await this.checkHeld();
       this.writer = await this.store.createWriter(this.request.chunkId, this.request.size, this.request.sha256);
     } catch (err) {
       this.failure = asDfsError(err, 'INTERNAL_ERROR');
+    }
+  }
+
+  /**
+   * A chunk already held with the same size and SHA-256 is acknowledged as durable without taking
+   * the bytes again (a retried pipeline, a repeated COPY), but only if it still verifies: a damaged
+   * one is quarantined here, and the bytes on their way replace it.
+   */
+  private async checkHeld(): Promise<void> {
+    const { chunkId, size, sha256 } = this.request;
+    const held = this.store.stat(chunkId);
+    if (held === undefined || held.size !== size || held.sha256 !== sha256) return;
+    try {
+      await this.store.verify(chunkId);
+    } catch (err) {
+      if (!(err instanceof DfsError) || err.code !== 'CHECKSUM_MISMATCH') throw err;
+      if (this.damaged) await this.damaged.quarantine(chunkId, 'rewrite', err);
+      else await this.store.quarantine(chunkId);
     }
   }
 
@@ -203,7 +225,7 @@ class LocalReplica {
  * The stream to the next keeper. It never throws into the pipeline: a failure is recorded and turned
  * into acknowledgements naming the hop that failed, so this hop still succeeds locally.
  */
-class Forwarder {
+export class Forwarder {
   private stream: WireStream | null = null;
   private reply: Promise<WriteResponse> | null = null;
   /** Why the next keeper failed, and what that means for the hops after it. */
@@ -218,6 +240,11 @@ class Forwarder {
 
   private get next(): string {
     return this.hops[0]!;
+  }
+
+  /** True once the next keeper failed or was given up on: further pieces are dropped. */
+  get failed(): boolean {
+    return this.failure !== null;
   }
 
   async open(): Promise<void> {
