@@ -341,3 +341,21 @@ test('a keeper full of chunks the master never heard of is not collected: the me
   await s.repair.onChunkReport('k3', [...few, ...s.files.get('/f')!], true);
   for (const id of few) assert.deepEqual(s.state.garbageOf(id)?.keepers, ['k3'], 'a handful of strays is ordinary garbage');
 });
+
+test('two of three replicas found corrupt one after the other, with a copy from the second in flight: repaired from the third', async () => {
+  const s = sim();
+  const [id] = s.put('/f', 1);
+  await s.repair.onCorruptReport('k1', [id!]);
+  await s.repair.tick();
+  const [copy] = s.repair.tasks.takeFor('k2', 10).concat(s.repair.tasks.takeFor('k3', 10));
+  assert.ok(copy);
+  await s.repair.onCorruptReport(copy.keeperId, [id!]);
+  await s.repair.onResult(s.repair.tasks.complete(copy.keeperId, copy.taskId)!, { taskId: copy.taskId, status: 'NOT_FOUND' });
+  for (let i = 0; i < 4; i++) {
+    await s.repair.tick();
+    await s.run();
+  }
+  await s.repair.tick();
+  assert.equal(s.repair.status().underReplicated, 0, JSON.stringify(s.state.chunkOwner(id!)!.chunk.replicas));
+  assert.equal(s.state.chunkOwner(id!)!.chunk.replicas.length, 3);
+});

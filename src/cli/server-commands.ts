@@ -82,7 +82,7 @@ export const keeper: Command = {
   summary: 'run a data keeper',
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
            [--reserve BYTES] [--task-concurrency N] [--task-queue N]
-           [--repair-bandwidth BYTES] [--scrub-rate BYTES]
+           [--repair-bandwidth BYTES] [--scrub-rate BYTES] [--scrub-every DURATION]
 
 Runs a data keeper: stores chunks in DIR, takes part in write pipelines, serves
 reads, reports to the master every second, carries out the master's repair tasks
@@ -103,13 +103,15 @@ maintenance or drain it, see dfs keeper maintenance --help.
                             64KiB (default 100MiB)
   --scrub-rate BYTES        bytes per second the background check re-reads, 0 to turn it off
                             (default: stored bytes / 6 days, at least 1MiB, so every chunk is
-                            checked at least weekly)`,
+                            checked at least weekly)
+  --scrub-every DURATION    least time from the start of one pass over every chunk to the
+                            next, such as 10s or 1h (default 1m)`,
   async run(argv, io) {
     if (argv[0] !== undefined && argv[0] in KEEPER_ACTIONS) return keeperAdmin.run(argv, io);
     const { values } = parseCommandArgs('keeper', argv, {
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
       reserve: { type: 'string' }, 'task-concurrency': { type: 'string' }, 'task-queue': { type: 'string' },
-      'repair-bandwidth': { type: 'string' }, 'scrub-rate': { type: 'string' },
+      'repair-bandwidth': { type: 'string' }, 'scrub-rate': { type: 'string' }, 'scrub-every': { type: 'string' },
     }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const masterAddress = parseAddress(required('keeper', values, 'master'), '--master');
@@ -122,6 +124,7 @@ maintenance or drain it, see dfs keeper maintenance --help.
       taskQueue: text('task-queue') === undefined ? undefined : parseIntOption(text('task-queue')!, '--task-queue', 0, 100_000),
       repairBandwidth: text('repair-bandwidth') === undefined ? undefined : bytesOption(text('repair-bandwidth')!, '--repair-bandwidth', 64 * 1024),
       scrubRate: text('scrub-rate') === undefined ? undefined : parseBytes(text('scrub-rate')!, '--scrub-rate'),
+      scrubCycleMinMs: text('scrub-every') === undefined ? undefined : parseDuration(text('scrub-every')!, '--scrub-every'),
     };
     const handle = await startKeeper({
       master: masterAddress, listen, dataDir: resolve(required('keeper', values, 'data')),

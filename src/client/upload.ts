@@ -145,14 +145,25 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
   const sha256 = await sha256Hex(data, ctx.pool);
   const exclude = new Set<string>();
   const attempts: string[] = [];
+  /** Keepers that refused the chunk for lack of space. */
+  const full = new Set<string>();
   let lastCode: ErrorCode = 'PIPELINE_FAILED';
   for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS; attempt++) {
     throwIfCancelled(signal, `put ${job.path} was cancelled`);
-    const allocated = await ctx.master.call(
-      ALLOCATE_CHUNK,
-      { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) },
-      { signal },
-    );
+    let allocated;
+    try {
+      allocated = await ctx.master.call(
+        ALLOCATE_CHUNK,
+        { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) },
+        { signal },
+      );
+    } catch (err) {
+      // Out of keepers because the ones left said they are full: that is a full cluster, and says so.
+      if (err instanceof DfsError && err.code === 'NOT_ENOUGH_KEEPERS' && full.size > 0) {
+        throw new DfsError('NO_SPACE', `${what}: no keeper has room: ${full.size} refused for lack of space and the master has no other (${err.message})`, { cause: err });
+      }
+      throw err;
+    }
     const { chunkId } = allocated.response;
     const keepers = allocated.response.keepers as { id: string; address: string }[];
     if (keepers.length === 0) {
@@ -172,6 +183,7 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
       // The first hop failed as a whole: nothing downstream of it is known to hold the chunk.
       const e = err instanceof DfsError ? err : new DfsError('INTERNAL_ERROR', String((err as Error)?.message ?? err));
       exclude.add(first.id);
+      if (e.code === 'NO_SPACE') full.add(first.id);
       lastCode = e.code === 'NO_SPACE' || e.code === 'CHECKSUM_MISMATCH' ? e.code : 'PIPELINE_FAILED';
       attempts.push(`attempt ${attempt}: keeper ${first.id} at ${first.address}: ${e.code}: ${e.message}`);
       await pause(attempt, signal);
@@ -190,6 +202,7 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
       firstBad ??= keeper.id;
       // PIPELINE_FAILED marks hops behind a failed one: not their fault, so they stay eligible.
       if (ack !== undefined && ack.status !== 'PIPELINE_FAILED') exclude.add(keeper.id);
+      if (ack?.status === 'NO_SPACE') full.add(keeper.id);
       problems.push(`${keeper.id} at ${keeper.address}: ${ack ? `${ack.status}${ack.message ? ` (${ack.message})` : ''}` : 'no acknowledgement'}`);
     }
     if (replicas.length >= job.minReplicas) return { id: chunkId, size: data.length, sha256, replicas };

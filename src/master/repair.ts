@@ -133,7 +133,13 @@ export class RepairScheduler {
         this.dirty.add(c.id);
       }
     } else if (entry.type === 'update-replicas') {
-      for (const k of entry.add) this.noteAdded(entry.chunkId, k, at);
+      const corrupt = this.corrupt.get(entry.chunkId);
+      for (const k of entry.add) {
+        this.noteAdded(entry.chunkId, k, at);
+        // A fresh, verified copy replaces the bad one the keeper had quarantined.
+        corrupt?.delete(k);
+      }
+      if (corrupt?.size === 0) this.corrupt.delete(entry.chunkId);
       this.dirty.add(entry.chunkId);
     } else if (entry.type === 'keeper-mode') {
       this.keeperChanged(entry.id);
@@ -351,15 +357,18 @@ export class RepairScheduler {
       .sort((a, b) => this.tasks.copiesOn(a) - this.tasks.copiesOn(b));
     if (sources.length === 0) return;
     const at = this.now();
-    // Not a keeper busy with other copies, one that just failed this copy, or one that found this chunk corrupt.
-    const corrupt = this.corrupt.get(chunkId);
-    const avoid = view.filter((k) => !slotsFree(k.id) || (this.failedTargets.get(`${chunkId}:${k.id}`) ?? 0) > at || corrupt?.has(k.id))
-      .map((k) => k.id);
+    // Not a keeper busy with other copies or one that just failed this copy; and, while others can
+    // take it, not one that found this chunk corrupt (its disk may be going).
+    const avoid = view.filter((k) => !slotsFree(k.id) || (this.failedTargets.get(`${chunkId}:${k.id}`) ?? 0) > at).map((k) => k.id);
+    const corrupt = [...(this.corrupt.get(chunkId) ?? [])];
     let target: string | undefined;
-    try {
-      [target] = placeReplicas({ keepers: view, replication: 1, chunkSize: size, random: Math.random, existing: replicas, exclude: avoid });
-    } catch {
-      return; // no keeper can take it now; the chunk stays on the list
+    for (const exclude of corrupt.length > 0 ? [[...avoid, ...corrupt], avoid] : [avoid]) {
+      try {
+        [target] = placeReplicas({ keepers: view, replication: 1, chunkSize: size, random: Math.random, existing: replicas, exclude });
+        break;
+      } catch {
+        // no keeper can take it under these constraints; the chunk stays on the list
+      }
     }
     const address = target === undefined ? undefined : this.ctx.address(target);
     if (target === undefined || address === undefined) return;
