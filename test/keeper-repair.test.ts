@@ -91,9 +91,11 @@ async function waitResult(m: FakeMaster, id: number, ms = 10_000) {
 
 test('the keeper reports every chunk it holds after its first heartbeat and whenever asked, in pages, the last one final', async (t) => {
   const m = await master(t);
-  const k = await keeper(t, m.address, { chunkReportPage: 3 });
+  const lines: string[] = [];
+  const k = await keeper(t, m.address, { chunkReportPage: 3, log: (l) => lines.push(l) });
   // An empty store sends one page: empty and final.
   await waitFor('the first report', () => m.reports(k.id).length === 1);
+  assert.deepEqual(lines.filter((l) => /report failed/.test(l)), [], 'the first report goes out at once');
   assert.deepEqual(m.pages.map((p) => [p.ids.length, p.final]), [[0, true]]);
   assert.ok(m.beats.length >= 1 && m.beats[0]!.at <= m.pages[0]!.at, 'the report follows the first heartbeat');
 

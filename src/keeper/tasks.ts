@@ -27,7 +27,7 @@ export const DEFAULT_REPAIR_BANDWIDTH = 100 * 1024 * 1024;
  */
 export const TASK_QUEUE_EXPIRY_MS = 50_000;
 /** Most results carried by one heartbeat; the rest go in the next ones. */
-export const MAX_RESULTS_PER_HEARTBEAT = 4096;
+export const MAX_RESULTS_PER_HEARTBEAT = 1024;
 /** Bytes handed to the target per paced step of a copy. */
 const COPY_PIECE = 256 * 1024;
 /** Longest message kept in a result. */
