@@ -91,9 +91,11 @@ async function waitResult(m: FakeMaster, id: number, ms = 10_000) {
 
 test('the keeper reports every chunk it holds after its first heartbeat and whenever asked, in pages, the last one final', async (t) => {
   const m = await master(t);
-  const k = await keeper(t, m.address, { chunkReportPage: 3 });
+  const lines: string[] = [];
+  const k = await keeper(t, m.address, { chunkReportPage: 3, log: (l) => lines.push(l) });
   // An empty store sends one page: empty and final.
   await waitFor('the first report', () => m.reports(k.id).length === 1);
+  assert.deepEqual(lines.filter((l) => /report failed/.test(l)), [], 'the first report goes out at once');
   assert.deepEqual(m.pages.map((p) => [p.ids.length, p.final]), [[0, true]]);
   assert.ok(m.beats.length >= 1 && m.beats[0]!.at <= m.pages[0]!.at, 'the report follows the first heartbeat');
 
@@ -339,7 +341,8 @@ test('a write that does not fit fails fast with NO_SPACE, nothing stored is dama
 
 test('a disk error stops writes for a while and is named in the heartbeat; the failed write leaves nothing behind', async (t) => {
   const m = await master(t);
-  const k = await keeper(t, m.address, { diskErrorHoldMs: 1500 });
+  const lines: string[] = [];
+  const k = await keeper(t, m.address, { diskErrorHoldMs: 1500, log: (l) => lines.push(l) });
   // Chunks with ids starting "ab" can no longer be renamed into place.
   await rm(join(k.store.dir, 'chunks', 'ab'), { recursive: true });
   await writeFile(join(k.store.dir, 'chunks', 'ab'), 'in the way');
@@ -349,6 +352,10 @@ test('a disk error stops writes for a while and is named in the heartbeat; the f
     { chunkId, size: data.length, sha256: sha(data), downstream: [] }, { body: data });
   assert.equal(response.acks[0]!.status, 'IO_ERROR');
   assert.match(response.acks[0]!.message!, /ENOTDIR/);
+  const retry = await callForBuffer(await client(t, k.address), WRITE_CHUNK,
+    { chunkId, size: data.length, sha256: sha(data), downstream: [] }, { body: data });
+  assert.equal(retry.response.acks[0]!.status, 'IO_ERROR');
+  assert.equal(lines.filter((l) => l.includes('disk error')).length, 1, 'one line while the errors go on');
   assert.deepEqual(await readdir(join(k.store.dir, 'tmp')), []);
   await waitFor('a heartbeat naming the error', () => /ENOTDIR/.test(m.beats.at(-1)!.request.diskError ?? ''));
   assert.equal(m.beats.at(-1)!.request.acceptingWrites, false);
@@ -426,4 +433,22 @@ test('dfs keeper passes its repair settings to the keeper it runs', async (t) =>
   const statuses = [];
   for (const d of dels) statuses.push((await waitResult(m, d.taskId)).status);
   assert.deepEqual(statuses, ['NO_ERROR', 'UNAVAILABLE', 'UNAVAILABLE']);
+});
+
+test('closing a keeper does not wait for a copy to a target that stopped reading', async (t) => {
+  const { RpcServer, listen } = await import('../src/transport/index.js');
+  const m = await master(t);
+  const k = await keeper(t, m.address, { taskConcurrency: 1 });
+  const rpc = new RpcServer().register(WRITE_CHUNK, ({ signal }) => new Promise((_, reject) => {
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  }));
+  const stuck = await listen({ host: '127.0.0.1', port: 0 }, (conn) => rpc.serve(conn));
+  t.after(() => stuck.close());
+  const chunkId = await put(t, k, randomBytes(8 * 1024 * 1024));
+  m.queue(k.id, { taskId: taskId(), kind: TaskKind.COPY, chunkId, targetAddress: `127.0.0.1:${stuck.address.port}` });
+  await waitFor('the copy to start', () => k.tasks.running === 1);
+  await sleep(300);
+  const started = Date.now();
+  await k.close();
+  assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms`);
 });

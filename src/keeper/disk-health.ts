@@ -55,11 +55,12 @@ export class DiskHealth {
     return this.measuring;
   }
 
-  /** A disk error happened: no writes for the hold window. */
-  noteError(err: Pick<DfsError, 'message'>): void {
+  /** A disk error happened: no writes for the hold window. True if it is the first of the window. */
+  noteError(err: Pick<DfsError, 'message'>): boolean {
     const fresh = this.recentError() === '';
     this.lastError = { message: err.message, at: Date.now() };
     if (fresh) this.options.onChange?.();
+    return fresh;
   }
 
   recentError(): string {

@@ -124,11 +124,13 @@ export class HeartbeatLoop {
         }
         this.lastStart = Date.now();
         this.wanted = false;
-        const reply = await this.beat(this.conn, timeoutMs, signal);
+        const { reply, delivered } = await this.beat(this.conn, timeoutMs, signal);
         this.acknowledged++;
         if (this.state !== 'connected') log(`connected to master ${label}`);
         this.state = 'connected';
         backoff = BACKOFF_MIN_MS;
+        // After the state change, so that what onReply starts (a chunk report) finds the connection.
+        this.options.onReply?.(reply, delivered);
         wait = reply.intervalMs > 0 ? reply.intervalMs : intervalMs;
         if (this.wanted) wait = Math.min(wait, this.earlyDelay());
         canShorten = true;
@@ -149,7 +151,7 @@ export class HeartbeatLoop {
   }
 
   /** One heartbeat: the report and the outbox out, the reply and its tasks in. */
-  private async beat(conn: Connection, timeoutMs: number, signal: AbortSignal): Promise<HeartbeatReply> {
+  private async beat(conn: Connection, timeoutMs: number, signal: AbortSignal): Promise<{ reply: HeartbeatReply; delivered: HeartbeatBody | null }> {
     const report = await this.options.report();
     let carried = this.options.outbox?.() ?? null;
     if (carried !== null && carried.results.length === 0 && carried.corrupt.length === 0) carried = null;
@@ -169,9 +171,7 @@ export class HeartbeatLoop {
       if (!this.badReplyLogged) this.options.log(`dropped the tasks of a heartbeat reply: ${(err as Error)?.message ?? String(err)}`);
       this.badReplyLogged = true;
     }
-    const reply = { intervalMs: response.intervalMs, reportChunks: response.reportChunks === true, tasks };
-    this.options.onReply?.(reply, carried);
-    return reply;
+    return { reply: { intervalMs: response.intervalMs, reportChunks: response.reportChunks === true, tasks }, delivered: carried };
   }
 
   /** Sleeps `ms`; wake() may cut it to the early-heartbeat gap when `canShorten`. False once stopped. */

@@ -115,8 +115,8 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
       ...(options.capacity === undefined ? {} : { capacity: options.capacity }),
       diskFree: () => health.diskFree(),
       onDiskError: (err) => {
-        log(`disk error: ${err.message}`);
-        health.noteError(err);
+        // One line when writes stop, not one per failing request of a failing disk.
+        if (health.noteError(err)) log(`disk error, taking no new chunks for a while: ${err.message}`);
       },
       onLost: (lostId, why) => damaged?.lost(lostId, why),
     });

@@ -27,7 +27,7 @@ export const DEFAULT_REPAIR_BANDWIDTH = 100 * 1024 * 1024;
  */
 export const TASK_QUEUE_EXPIRY_MS = 50_000;
 /** Most results carried by one heartbeat; the rest go in the next ones. */
-export const MAX_RESULTS_PER_HEARTBEAT = 4096;
+export const MAX_RESULTS_PER_HEARTBEAT = 1024;
 /** Bytes handed to the target per paced step of a copy. */
 const COPY_PIECE = 256 * 1024;
 /** Longest message kept in a result. */
@@ -200,6 +200,9 @@ export class TaskRunner {
       chunkId: info.id, size: info.size, sha256: info.sha256, downstream: [target],
     }, this.options.stallMs ?? DEFAULT_STALL_MS);
     await forward.open();
+    // Shutting down must not wait for a slow target's stall deadline.
+    const onAbort = () => forward.abort(new DfsError('CANCEL', 'the keeper is shutting down'), '');
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (let at = 0; at < data.length; at += COPY_PIECE) {
         const piece = data.subarray(at, at + COPY_PIECE);
@@ -208,13 +211,14 @@ export class TaskRunner {
         const full = forward.write(piece);
         if (full) await full;
       }
+      forward.end();
     } catch (err) {
       const e = err instanceof DfsError ? err : new DfsError('CANCEL', 'the keeper is shutting down');
       forward.abort(e, '');
+      signal.removeEventListener('abort', onAbort);
       throw e;
     }
-    forward.end();
-    const [ack] = await forward.acks();
+    const [ack] = await forward.acks().finally(() => signal.removeEventListener('abort', onAbort));
     if (ack === undefined) return { status: 'INTERNAL_ERROR', message: `keeper ${target} gave no acknowledgement` };
     if (ack.status !== 'NO_ERROR') {
       return { status: ack.status, message: `keeper ${target} did not store chunk ${info.id}: ${ack.message ?? ack.status}` };
