@@ -23,17 +23,23 @@ const logTo = (io: CliIO, who: string) => (line: string) => io.stderr.write(`${n
 export const master: Command = {
   summary: 'run the master tracker',
   usage: `dfs master --listen HOST:PORT --data DIR [--dead-after MS] [--min-replicas N]
+                  [--checkpoint-entries N] [--checkpoint-bytes BYTES]
 
 Runs the master tracker: namespace, placement and keeper health. Every change is
-journaled to DIR and fsynced before it is acknowledged.
+journaled to DIR and fsynced before it is acknowledged. A checkpoint of the whole
+state is written in the background once the journal grows past either limit, and
+at shutdown; a start loads the newest checkpoint and replays the journal after it.
 
-  --listen HOST:PORT   address to serve on (port 0 picks a free one)
-  --data DIR           metadata directory (created if missing)
-  --dead-after MS      a keeper silent this long is dead (default 3000)
-  --min-replicas N     durable replicas a chunk write needs (default 2)`,
+  --listen HOST:PORT        address to serve on (port 0 picks a free one)
+  --data DIR                metadata directory (created if missing)
+  --dead-after MS           a keeper silent this long is dead (default 3000)
+  --min-replicas N          durable replicas a chunk write needs (default 2)
+  --checkpoint-entries N    checkpoint after N journal entries (default 100000)
+  --checkpoint-bytes BYTES  ... or after this much journal, such as 64MiB (default 64MiB)`,
   async run(argv, io) {
     const { values } = parseCommandArgs('master', argv, {
       listen: { type: 'string' }, data: { type: 'string' }, 'dead-after': { type: 'string' }, 'min-replicas': { type: 'string' },
+      'checkpoint-entries': { type: 'string' }, 'checkpoint-bytes': { type: 'string' },
     }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const listen = parseAddress(required('master', values, 'listen'), '--listen');
@@ -41,6 +47,9 @@ journaled to DIR and fsynced before it is acknowledged.
       host: listen.host, port: listen.port, dataDir: resolve(required('master', values, 'data')),
       deadAfterMs: values['dead-after'] ? parseIntOption(values['dead-after'] as string, '--dead-after', 100, 3_600_000) : undefined,
       minReplicas: values['min-replicas'] ? parseIntOption(values['min-replicas'] as string, '--min-replicas', 1, 16) : undefined,
+      checkpointEntries: values['checkpoint-entries']
+        ? parseIntOption(values['checkpoint-entries'] as string, '--checkpoint-entries', 1, 1e9) : undefined,
+      checkpointBytes: values['checkpoint-bytes'] ? parseBytes(values['checkpoint-bytes'] as string, '--checkpoint-bytes') : undefined,
       log: logTo(io, 'master'),
     });
     await untilStopped(io.signal);

@@ -13,7 +13,7 @@ import {
   RENAME, STAT, STATUS, STATUS_BODY,
 } from '../protocol/ops.js';
 import { MetadataState } from './namespace.js';
-import { Journal, readJournal } from './journal.js';
+import { MetadataStore } from './metadata-store.js';
 import { KeeperRegistry } from './keeper-registry.js';
 import { DEFAULT_MIN_REPLICAS, placeReplicas } from './placement.js';
 import { normalisePath } from './paths.js';
@@ -29,6 +29,10 @@ export interface MasterOptions {
   /** Fewest durable replicas a chunk write needs. */
   minReplicas?: number;
   defaultReplication?: number;
+  /** Checkpoint once the journal segment holds this many entries (default 100,000)... */
+  checkpointEntries?: number;
+  /** ... or this many bytes (default 64 MiB). A checkpoint is also made at clean shutdown. */
+  checkpointBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -57,12 +61,10 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
 
 async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle> {
   const log = options.log ?? (() => {});
-  const replay = await readJournal(options.dataDir);
-  const state = new MetadataState();
-  for (const entry of replay.entries) state.apply(entry);
-  if (replay.droppedBytes > 0) log(`journal: dropped a torn record of ${replay.droppedBytes} bytes at the tail`);
-  const journal = await Journal.open(options.dataDir, replay.validBytes);
-  log(`metadata: ${replay.entries.length} journal entries replayed`);
+  const store = await MetadataStore.open({
+    dir: options.dataDir, checkpointEntries: options.checkpointEntries, checkpointBytes: options.checkpointBytes, log,
+  });
+  const state: MetadataState = store.state;
 
   const keepers = new KeeperRegistry(options.deadAfterMs ?? 3000);
   const minReplicas = options.minReplicas ?? DEFAULT_MIN_REPLICAS;
@@ -71,7 +73,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   /** Applies (validating against the current state), then makes it durable before the caller replies. */
   async function commit<E extends Entry>(entry: E) {
     const result = state.apply(entry);
-    await journal.append(entry);
+    await store.append(entry);
     return result;
   }
 
@@ -224,7 +226,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     async close() {
       clearInterval(watcher);
       await server.close();
-      await journal.close();
+      await store.close();
       await lock.release();
     },
   };
