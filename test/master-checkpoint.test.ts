@@ -119,6 +119,20 @@ test('a binary checkpoint restores the state exactly, and the restored state goe
   }
 });
 
+test('a checkpoint larger than the reader\'s window loads across every block boundary', async (t) => {
+  const dir = await tempDir(t);
+  const next = workload(5);
+  const s = new MetadataState();
+  for (let i = 0; i < 30_000; i++) applyAll(s, next());
+  const file = join(dir, 'big');
+  const bytes = writeCheckpointFile(file, (w) => s.writeCheckpoint(w));
+  assert.ok(bytes > 1.5 * 1024 * 1024, `${bytes} bytes`);
+  const r = CheckpointReader.open(file);
+  const restored = MetadataState.readCheckpoint(r);
+  r.close();
+  assert.equal(snap(restored), snap(s));
+});
+
 test('a damaged or truncated checkpoint is refused, naming the file', async (t) => {
   const dir = await tempDir(t);
   const next = workload(7);

@@ -5,7 +5,7 @@
 //   "DFSCKPT\n" (8 bytes) | version u32 | body ... | "DFSCKEND" (8 bytes) | sha256 (32 bytes)
 
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { DfsError } from '../wire/errors.js';
 
 export const CHECKPOINT_MAGIC = Buffer.from('DFSCKPT\n', 'latin1');
@@ -99,48 +99,95 @@ export class CheckpointWriter {
   }
 }
 
-/** Bounds-checked reads over a whole checkpoint whose checksum was verified first. */
+/**
+ * Bounds-checked reads over a checkpoint whose checksum was verified first, through a 1 MiB
+ * window: a checkpoint of a million files is never held whole in memory.
+ */
 export class CheckpointReader {
-  private at: number;
-  private readonly end: number;
+  private buf = Buffer.allocUnsafe(BLOCK);
+  /** File offset of buf[0]. */
+  private base = 0;
+  /** Bytes of `buf` holding file data. */
+  private filled = 0;
+  private at = 0;
 
-  private constructor(private readonly buf: Buffer, readonly file: string) {
-    this.at = CHECKPOINT_MAGIC.length + 4;
-    this.end = buf.length - TRAILER;
+  private constructor(private readonly fd: number, private readonly end: number, readonly file: string) {
+    this.base = CHECKPOINT_MAGIC.length + 4;
   }
 
-  /** Reads and verifies `file`; throws IO_ERROR naming it when it is truncated or damaged. */
+  /** Opens and verifies `file`; throws IO_ERROR naming it when it is truncated or damaged. */
   static open(file: string): CheckpointReader {
-    const buf = readFileSync(file);
-    const damaged = (why: string) => new DfsError('IO_ERROR', `checkpoint ${file} is damaged: ${why}; it cannot be loaded`);
-    if (buf.length < CHECKPOINT_MAGIC.length + 4 + TRAILER || !buf.subarray(0, CHECKPOINT_MAGIC.length).equals(CHECKPOINT_MAGIC)) {
-      throw damaged(`${buf.length} bytes without a checkpoint header and trailer`);
+    const fd = openSync(file, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const damaged = (why: string) => new DfsError('IO_ERROR', `checkpoint ${file} is damaged: ${why}; it cannot be loaded`);
+      const head = Buffer.alloc(CHECKPOINT_MAGIC.length + 4);
+      if (size < head.length + TRAILER || readSync(fd, head, 0, head.length, 0) !== head.length ||
+        !head.subarray(0, CHECKPOINT_MAGIC.length).equals(CHECKPOINT_MAGIC)) {
+        throw damaged(`${size} bytes without a checkpoint header and trailer`);
+      }
+      const bodyEnd = size - 32;
+      const hash = createHash('sha256');
+      const block = Buffer.allocUnsafe(BLOCK);
+      for (let off = 0; off < bodyEnd; ) {
+        const n = readSync(fd, block, 0, Math.min(BLOCK, bodyEnd - off), off);
+        if (n <= 0) throw damaged('it shrank while being read');
+        hash.update(block.subarray(0, n));
+        off += n;
+      }
+      const tail = Buffer.alloc(TRAILER);
+      readSync(fd, tail, 0, TRAILER, size - TRAILER);
+      if (!tail.subarray(0, END_MAGIC.length).equals(END_MAGIC)) throw damaged('the end marker is missing (truncated)');
+      if (!hash.digest().equals(tail.subarray(END_MAGIC.length))) throw damaged('the SHA-256 of its content does not match its trailer');
+      const version = head.readUInt32LE(CHECKPOINT_MAGIC.length);
+      if (version !== CHECKPOINT_FORMAT) {
+        throw new DfsError('IO_ERROR', `checkpoint ${file} has format ${version}; this dfs reads format ${CHECKPOINT_FORMAT}`);
+      }
+      return new CheckpointReader(fd, size - TRAILER, file);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
     }
-    const bodyEnd = buf.length - 32;
-    if (!buf.subarray(bodyEnd - END_MAGIC.length, bodyEnd).equals(END_MAGIC)) throw damaged('the end marker is missing (truncated)');
-    const digest = createHash('sha256').update(buf.subarray(0, bodyEnd)).digest();
-    if (!digest.equals(buf.subarray(bodyEnd))) throw damaged('the SHA-256 of its content does not match its trailer');
-    const version = buf.readUInt32LE(CHECKPOINT_MAGIC.length);
-    if (version !== CHECKPOINT_FORMAT) {
-      throw new DfsError('IO_ERROR', `checkpoint ${file} has format ${version}; this dfs reads format ${CHECKPOINT_FORMAT}`);
-    }
-    return new CheckpointReader(buf, file);
+  }
+
+  close(): void {
+    closeSync(this.fd);
   }
 
   /** Throws the error for content that passed its checksum yet makes no sense: a writer's bug. */
   bad(what: string): never {
-    throw new DfsError('IO_ERROR', `checkpoint ${this.file} is not valid at byte ${this.at}: ${what}`);
+    throw new DfsError('IO_ERROR', `checkpoint ${this.file} is not valid at byte ${this.base + this.at}: ${what}`);
   }
 
+  /** Makes `n` bytes available at `buf[at]` and returns that index; later calls may move the window. */
   private need(n: number): number {
+    if (this.at + n > this.filled) {
+      if (this.base + this.at + n > this.end) this.bad(`a ${n}-byte field runs past the end`);
+      const keep = this.filled - this.at;
+      if (n > this.buf.length) {
+        const bigger = Buffer.allocUnsafe(n);
+        this.buf.copy(bigger, 0, this.at, this.filled);
+        this.buf = bigger;
+      } else {
+        this.buf.copy(this.buf, 0, this.at, this.filled);
+      }
+      this.base += this.at;
+      this.at = 0;
+      this.filled = keep;
+      while (this.filled < n) {
+        const want = Math.min(this.buf.length - this.filled, this.end - (this.base + this.filled));
+        const got = readSync(this.fd, this.buf, this.filled, want, this.base + this.filled);
+        if (got <= 0) this.bad('the file ended early');
+        this.filled += got;
+      }
+    }
     const at = this.at;
-    if (at + n > this.end) this.bad(`a ${n}-byte field runs past the end`);
-    this.at = at + n;
+    this.at += n;
     return at;
   }
 
   get done(): boolean {
-    return this.at === this.end;
+    return this.base + this.at === this.end;
   }
 
   u8(): number {
@@ -170,7 +217,10 @@ export class CheckpointReader {
     return this.buf.toString('hex', at, at + bytes);
   }
 
-  /** Skips `bytes` raw bytes and returns where they start in `buffer`, for a copy without a slice. */
+  /**
+   * Skips `bytes` raw bytes and returns where they start in `buffer`. Valid only until the next
+   * read: take every field of a fixed-size record with one call.
+   */
   raw(bytes: number): number {
     return this.need(bytes);
   }

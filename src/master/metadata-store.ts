@@ -96,6 +96,16 @@ async function removeBefore(dir: string, keep: number): Promise<number> {
   return removed;
 }
 
+/** Loads a checkpoint file, verified before a single field is read. */
+function loadCheckpoint(file: string): MetadataState {
+  const r = CheckpointReader.open(file);
+  try {
+    return MetadataState.readCheckpoint(r);
+  } finally {
+    r.close();
+  }
+}
+
 /** Writes checkpoint `seq` of `state` durably: temp file, fsync, rename, directory fsync. */
 export async function writeCheckpoint(dir: string, seq: number, state: MetadataState): Promise<number> {
   const bytes = writeCheckpointFile(join(dir, checkpointName(seq)), (w) => state.writeCheckpoint(w));
@@ -108,7 +118,7 @@ export async function writeCheckpoint(dir: string, seq: number, state: MetadataS
  * segments [from, to). Reads only files no one writes any more.
  */
 export async function compact(dir: string, base: number | null, from: number, to: number): Promise<{ bytes: number; files: number }> {
-  const state = base === null ? new MetadataState() : MetadataState.readCheckpoint(CheckpointReader.open(join(dir, checkpointName(base))));
+  const state = base === null ? new MetadataState() : loadCheckpoint(join(dir, checkpointName(base)));
   await replayClosed(dir, state, from, to);
   const bytes = await writeCheckpoint(dir, to, state);
   return { bytes, files: state.stats().files };
@@ -151,7 +161,7 @@ async function load(dir: string, log: (line: string) => void): Promise<Loaded> {
       continue;
     }
     try {
-      state = MetadataState.readCheckpoint(CheckpointReader.open(file));
+      state = loadCheckpoint(file);
       checkpoint = k;
       break;
     } catch (err) {

@@ -856,7 +856,6 @@ export class MetadataState {
       dirs.push(dir);
     }
     st.dirCount += dirCount;
-    const buf = r.buffer;
     const t = st.chunkTable;
     const replicas: number[] = [];
     const slots: number[] = [];
@@ -872,17 +871,21 @@ export class MetadataState {
       slots.length = 0;
       let total = 0;
       for (let c = r.u32(); c > 0; c--) {
-        const idAt = r.raw(16);
-        const chunkBytes = int(r.u32(), 'chunk size', 1, chunkSize);
-        const shaAt = r.raw(32);
+        // id (16), size (4), sha256 (32) in one read: `raw` offsets hold only until the next read.
+        const idAt = r.raw(52);
+        const buf = r.buffer;
+        const chunkBytes = int(buf.readUInt32LE(idAt + 16), 'chunk size', 1, chunkSize);
+        const shaAt = idAt + 20;
+        if (t.hasRaw(buf, idAt)) r.bad(`chunk ${buf.toString('hex', idAt, idAt + 16)} appears twice`);
+        const slot = t.addRaw(buf, idAt, shaAt, chunkBytes, [], file);
         replicas.length = 0;
         for (let k = r.u8(); k > 0; k--) {
           const keeper = r.u16();
           if (keeper >= nameCount || !st.keepersById.has(names.name(keeper))) r.bad(`replica on unregistered keeper #${keeper}`);
           replicas.push(keeper);
         }
-        if (t.hasRaw(buf, idAt)) r.bad(`chunk ${buf.toString('hex', idAt, idAt + 16)} appears twice`);
-        slots.push(t.addRaw(buf, idAt, shaAt, chunkBytes, replicas, file));
+        t.setReplicas(slot, replicas);
+        slots.push(slot);
         total += chunkBytes;
       }
       if (total !== size) r.bad(`${name}: chunks hold ${total} bytes but the file has ${size}`);
