@@ -5,6 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointReader, writeCheckpointFile } from '../src/master/checkpoint-format.js';
 import { DfsError } from '../src/wire/errors.js';
 import type { CommitFileEntry, CommittedChunk, Entry } from '../src/master/entries.js';
 import { MAX_REPLICATION } from '../src/master/entries.js';
@@ -500,6 +504,25 @@ test('mark-garbage records unused copies and skips copies a file or an upload us
   assert.equal(s.apply({ type: 'mark-garbage', mtime: 12, chunks: [{ id: chunk, keepers: ['k1'] }] }).marked, 0);
   assert.equal(s.garbageOf(chunk), undefined);
   assertRefusedUnchanged(s, { type: 'mark-garbage', mtime: 12, chunks: [] }, 'INVALID_ARGUMENT');
+});
+
+test('keeper modes and garbage copies of committed chunks survive a binary checkpoint', () => {
+  const s = freshState();
+  const f = writeFile(s, '/f', 4);
+  s.apply({ type: 'keeper-mode', id: 'k1', mode: 'maintenance', until: 1234 });
+  s.apply({ type: 'keeper-mode', id: 'k2', mode: 'draining', until: 0 });
+  s.apply({ type: 'update-replicas', chunkId: f.chunks[0], add: [], remove: ['k3'], mtime: 77 });
+  const dir = mkdtempSync(join(tmpdir(), 'dfs-ns-'));
+  try {
+    const file = join(dir, 'c.ckpt');
+    writeCheckpointFile(file, (w) => s.writeCheckpoint(w));
+    const back = MetadataState.readCheckpoint(CheckpointReader.open(file));
+    assert.deepEqual(back.snapshot(), s.snapshot());
+    assert.deepEqual(back.keeperMode('k1'), { id: 'k1', mode: 'maintenance', until: 1234 });
+    assert.deepEqual(back.garbageOf(f.chunks[0]), { id: f.chunks[0], keepers: ['k3'], since: 77 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('keeper-mode sets maintenance and draining, survives checkpoints, and normal clears it', () => {

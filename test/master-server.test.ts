@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, appendFile, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMaster } from '../src/master/server.js';
@@ -54,7 +54,7 @@ test('a committed file survives a master restart, with its chunks and replicas',
   await master.close();
 });
 
-test('a torn journal tail is dropped; damage in the middle stops the start with its offset', async (t) => {
+test('a torn journal tail is dropped; a damaged checkpoint stops the start, naming the file', async (t) => {
   const dir = await tempDir(t);
   let master = await startMaster({ port: 0, dataDir: dir });
   let conn = await connect(parseAddress(master.address));
@@ -62,7 +62,9 @@ test('a torn journal tail is dropped; damage in the middle stops the start with 
   await call(conn, MKDIR, { path: '/b', parents: false });
   conn.destroy();
   await master.close();
-  await appendFile(join(dir, 'journal.log'), '0123456789abcdef {"type":"mkd');
+  // A clean shutdown leaves a checkpoint and an empty journal segment after it.
+  const segment = (await readdir(dir)).find((n) => /^journal-\d+\.log$/.test(n))!;
+  await appendFile(join(dir, segment), '0123456789abcdef {"type":"mkd');
   master = await startMaster({ port: 0, dataDir: dir });
   conn = await connect(parseAddress(master.address));
   const ls = await callForBuffer(conn, LIST, { path: '/' });
@@ -70,10 +72,12 @@ test('a torn journal tail is dropped; damage in the middle stops the start with 
   conn.destroy();
   await master.close();
 
-  const text = await readFile(join(dir, 'journal.log'), 'utf8');
-  await writeFile(join(dir, 'journal.log'), text.replace('"/a"', '"/x"'));
+  const checkpoint = join(dir, (await readdir(dir)).find((n) => n.endsWith('.ckpt'))!);
+  const bytes = await readFile(checkpoint);
+  bytes[20] ^= 0xff;
+  await writeFile(checkpoint, bytes);
   await assert.rejects(startMaster({ port: 0, dataDir: dir }), (err: { code: string; message: string }) =>
-    err.code === 'IO_ERROR' && /damaged at byte 0/.test(err.message));
+    err.code === 'IO_ERROR' && err.message.includes(checkpoint) && /damaged/.test(err.message));
 });
 
 test('namespace errors reach the client with their codes', async (t) => {

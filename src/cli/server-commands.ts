@@ -24,9 +24,12 @@ const logTo = (io: CliIO, who: string) => (line: string) => io.stderr.write(`${n
 export const master: Command = {
   summary: 'run the master tracker',
   usage: `dfs master --listen HOST:PORT --data DIR [--dead-after MS] [--min-replicas N]
+                  [--checkpoint-entries N] [--checkpoint-bytes BYTES]
 
 Runs the master tracker: namespace, placement and keeper health. Every change is
-journaled to DIR and fsynced before it is acknowledged.
+journaled to DIR and fsynced before it is acknowledged. A checkpoint of the whole
+state is written in the background once the journal grows past either limit, and
+at shutdown; a start loads the newest checkpoint and replays the journal after it.
 
   --listen HOST:PORT   address to serve on (port 0 picks a free one)
   --data DIR           metadata directory (created if missing)
@@ -43,6 +46,10 @@ journaled to DIR and fsynced before it is acknowledged.
   --forget-dead-after DURATION
                        replicas on a keeper silent this long are let go once
                        their chunks have enough others (default 1h)
+  --checkpoint-entries N
+                       checkpoint after N journal entries (default 100000)
+  --checkpoint-bytes BYTES
+                       ... or after this much journal, such as 64MiB (default 64MiB)
 
 Durations are written like 500ms, 30s, 10m, 2h.`,
   async run(argv, io) {
@@ -50,6 +57,7 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
       listen: { type: 'string' }, data: { type: 'string' }, 'dead-after': { type: 'string' }, 'min-replicas': { type: 'string' },
       'gc-grace': { type: 'string' }, 'upload-timeout': { type: 'string' }, 'repair-copies': { type: 'string' },
       'balance-interval': { type: 'string' }, 'forget-dead-after': { type: 'string' },
+      'checkpoint-entries': { type: 'string' }, 'checkpoint-bytes': { type: 'string' },
     }, 0);
     const duration = (name: string) => (values[name] === undefined ? undefined : parseDuration(values[name] as string, `--${name}`));
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
@@ -63,6 +71,9 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
       copiesPerKeeper: values['repair-copies'] ? parseIntOption(values['repair-copies'] as string, '--repair-copies', 1, 256) : undefined,
       balanceIntervalMs: duration('balance-interval'),
       forgetDeadAfterMs: duration('forget-dead-after'),
+      checkpointEntries: values['checkpoint-entries']
+        ? parseIntOption(values['checkpoint-entries'] as string, '--checkpoint-entries', 1, 1e9) : undefined,
+      checkpointBytes: values['checkpoint-bytes'] ? parseBytes(values['checkpoint-bytes'] as string, '--checkpoint-bytes') : undefined,
       log: logTo(io, 'master'),
     });
     await untilStopped(io.signal);

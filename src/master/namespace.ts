@@ -31,6 +31,9 @@ import {
   type UpdateReplicasEntry,
 } from './entries.js';
 import { checkPath, isSameOrBelow, joinNames, parentPath, pathProblem, splitPath } from './paths.js';
+import { ChunkTable } from './chunk-table.js';
+import { FileTable } from './file-table.js';
+import type { CheckpointReader, CheckpointWriter } from './checkpoint-format.js';
 
 import type {
   AbortUploadResult,
@@ -76,20 +79,10 @@ interface DirNode {
   readonly children: Map<string, Node>;
 }
 
-interface FileNode {
-  readonly kind: 'file';
-  name: string;
-  parent: DirNode;
-  mtime: number;
-  readonly size: number;
-  readonly replication: number;
-  readonly chunkSize: number;
-  readonly uploadId: string;
-  /** Frozen records; update-replicas swaps a record, never edits one, so handed-out copies stay true. */
-  readonly chunks: ChunkInfo[];
-}
+/** A directory, or a committed file as its slot in the file table. */
+type Node = DirNode | number;
 
-type Node = DirNode | FileNode;
+const isFile = (n: Node): n is number => typeof n === 'number';
 
 interface Upload {
   readonly uploadId: string;
@@ -107,11 +100,6 @@ interface GarbageRecord {
   readonly since: number;
 }
 
-interface FileChunkRef {
-  readonly file: FileNode;
-  readonly index: number;
-}
-
 type Mutation<R> = () => R;
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -122,13 +110,6 @@ function freezeChunk(id: string, size: number, sha256: string, replicas: readonl
   return Object.freeze({ id, size, sha256, replicas: Object.freeze(replicas.slice()) });
 }
 
-function pathOf(node: Node): string {
-  if (node.parent === null) return '/';
-  const names: string[] = [];
-  for (let n: Node | null = node; n !== null && n.parent !== null; n = n.parent) names.push(n.name);
-  return '/' + names.reverse().join('/');
-}
-
 export class MetadataState {
   private readonly root: DirNode = { kind: 'dir', name: '', parent: null, mtime: 0, children: new Map() };
   private readonly uploadsById = new Map<string, Upload>();
@@ -136,12 +117,12 @@ export class MetadataState {
   private readonly garbageById = new Map<string, GarbageRecord>();
   /** Keepers an operator put in maintenance or draining; absent means normal. */
   private readonly modesById = new Map<string, KeeperModeInfo>();
-  /** Every chunk of a committed file, for replica updates and re-replication. */
-  private readonly fileChunks = new Map<string, FileChunkRef>();
+  /** Every chunk of a committed file: ids, digests, sizes, owners, replicas (interned keepers). */
+  private readonly chunkTable = new ChunkTable();
+  /** Every committed file, by slot; directories' `children` map names to these slots. */
+  private readonly fileTable = new FileTable<DirNode>();
   /** Every chunk allocated to a pending upload. */
   private readonly uploadChunks = new Map<string, Upload>();
-  /** Keeper id -> ids of committed chunks it holds: what to re-replicate when it dies. */
-  private readonly keeperChunks = new Map<string, Set<string>>();
   private dirCount = 1;
   private fileCount = 0;
   private byteCount = 0;
@@ -204,7 +185,7 @@ export class MetadataState {
       for (; depth < names.length; depth++) {
         const child = dir.children.get(names[depth]);
         if (child === undefined) break;
-        if (child.kind === 'file') {
+        if (isFile(child)) {
           if (depth === last) throw new DfsError('ALREADY_EXISTS', `mkdir ${path}: ${path} exists and is a file`);
           throw this.fileInTheWay('mkdir', path, names, depth);
         }
@@ -218,7 +199,7 @@ export class MetadataState {
       if (existing !== undefined) {
         throw new DfsError(
           'ALREADY_EXISTS',
-          `mkdir ${path}: ${path} already exists${existing.kind === 'file' ? ' and is a file' : ''}`,
+          `mkdir ${path}: ${path} already exists${isFile(existing) ? ' and is a file' : ''}`,
         );
       }
     }
@@ -319,22 +300,14 @@ export class MetadataState {
     }
     const parent = this.checkFileTarget('commit', path);
     const name = path.slice(path.lastIndexOf('/') + 1);
-    const old = parent.children.get(name) as FileNode | undefined;
+    const old = parent.children.get(name) as number | undefined;
     return () => {
       let garbageChunks = 0;
       if (old !== undefined) garbageChunks += this.dropFile(old, mtime);
-      const file: FileNode = {
-        kind: 'file',
-        name,
-        parent,
-        mtime,
-        size,
-        replication: upload.replication,
-        chunkSize: upload.chunkSize,
-        uploadId: upload.uploadId,
-        chunks: [],
-      };
-      for (const c of e.chunks) this.addFileChunk(file, freezeChunk(c.id, c.size, c.sha256, c.replicas));
+      const file = this.fileTable.add(name, parent, mtime, size, upload.replication, upload.chunkSize, upload.uploadId);
+      const keepers = this.chunkTable.keepers;
+      this.fileTable.setChunks(file, e.chunks.map((c) =>
+        this.chunkTable.add(c.id, c.size, c.sha256, c.replicas.map((k) => keepers.intern(k)), file)));
       for (const [id, replicas] of upload.chunks) {
         this.uploadChunks.delete(id);
         if (!seen.has(id)) {
@@ -371,7 +344,7 @@ export class MetadataState {
     const name = names[names.length - 1];
     const node = parent.children.get(name);
     if (node === undefined) throw new DfsError('NOT_FOUND', `remove ${path}: no such file or directory`);
-    if (node.kind === 'dir' && node.children.size > 0 && !e.recursive) {
+    if (!isFile(node) && node.children.size > 0 && !e.recursive) {
       throw new DfsError(
         'DIRECTORY_NOT_EMPTY',
         `remove ${path}: the directory holds ${node.children.size} ${node.children.size === 1 ? 'entry' : 'entries'}; remove it recursively to delete ${node.children.size === 1 ? 'it' : 'them'} too`,
@@ -395,7 +368,7 @@ export class MetadataState {
     const node = srcParent.children.get(srcName);
     if (node === undefined) throw new DfsError('NOT_FOUND', `${where}: ${src} does not exist`);
     if (src === dst) return () => ({ replaced: false, garbageChunks: 0 });
-    if (node.kind === 'dir' && isSameOrBelow(dst, src)) {
+    if (!isFile(node) && isSameOrBelow(dst, src)) {
       throw new DfsError('INVALID_ARGUMENT', `${where}: a directory cannot be moved into itself`);
     }
     if (dstNames.length === 0) throw new DfsError('INVALID_ARGUMENT', `${where}: the root directory cannot be replaced`);
@@ -403,13 +376,13 @@ export class MetadataState {
     const dstName = dstNames[dstNames.length - 1];
     const target = dstParent.children.get(dstName);
     if (target !== undefined) {
-      if (node.kind === 'file' && target.kind === 'dir') {
+      if (isFile(node) && !isFile(target)) {
         throw new DfsError('IS_A_DIRECTORY', `${where}: ${dst} is a directory and cannot be replaced by a file`);
       }
-      if (node.kind === 'dir' && target.kind === 'file') {
+      if (!isFile(node) && isFile(target)) {
         throw new DfsError('NOT_A_DIRECTORY', `${where}: ${dst} is a file and cannot be replaced by a directory`);
       }
-      if (target.kind === 'dir' && target.children.size > 0) {
+      if (!isFile(target) && target.children.size > 0) {
         throw new DfsError(
           'DIRECTORY_NOT_EMPTY',
           `${where}: ${dst} is a directory holding ${target.children.size} entries; only an empty one can be replaced`,
@@ -420,8 +393,12 @@ export class MetadataState {
       let garbageChunks = 0;
       if (target !== undefined) garbageChunks = this.dropTree(target, mtime).garbageChunks;
       srcParent.children.delete(srcName);
-      node.name = dstName;
-      node.parent = dstParent;
+      if (isFile(node)) {
+        this.fileTable.move(node, dstName, dstParent);
+      } else {
+        node.name = dstName;
+        node.parent = dstParent;
+      }
       dstParent.children.set(dstName, node);
       srcParent.mtime = mtime;
       dstParent.mtime = mtime;
@@ -440,25 +417,23 @@ export class MetadataState {
 
   private prepareUpdateReplicas(e: UpdateReplicasEntry): Mutation<UpdateReplicasResult> {
     const where = `update replicas of chunk ${e.chunkId}`;
-    const ref = this.fileChunks.get(e.chunkId);
-    if (ref === undefined) throw new DfsError('NOT_FOUND', `${where}: no committed file holds this chunk`);
+    const slot = this.chunkTable.find(e.chunkId);
+    if (slot < 0) throw new DfsError('NOT_FOUND', `${where}: no committed file holds this chunk`);
     for (const id of e.add) {
       if (e.remove.includes(id)) throw new DfsError('INVALID_ARGUMENT', `${where}: keeper ${id} is both added and removed`);
     }
     this.checkKeepersKnown(where, e.add);
     return () => {
-      const old = ref.file.chunks[ref.index];
-      const replicas = old.replicas.filter((k) => !e.remove.includes(k));
-      for (const k of e.add) if (!replicas.includes(k)) replicas.push(k);
-      const dropped = old.replicas.filter((k) => !replicas.includes(k));
-      for (const k of dropped) this.unindexReplica(k, old.id);
-      for (const k of replicas) this.indexReplica(k, old.id);
-      // The keeper may still hold the bytes: collect them, unless a later entry adds it back.
-      this.addGarbage(old.id, dropped, e.mtime);
-      this.dropGarbageOn(old.id, e.add);
-      const chunk = freezeChunk(old.id, old.size, old.sha256, replicas);
-      ref.file.chunks[ref.index] = chunk;
-      return { replicas: chunk.replicas };
+      const old = this.chunkTable.replicas(slot);
+      const replicas = old.filter((k) => !e.remove.includes(k));
+      for (const k of e.add) if (!replicas.includes(k)) replicas.push(this.chunkTable.keepers.canonical(k));
+      const keepers = this.chunkTable.keepers;
+      this.chunkTable.setReplicas(slot, replicas.map((k) => keepers.intern(k)));
+      // A dropped keeper may still hold the bytes: collect them, unless a later entry adds it back.
+      const id = this.chunkTable.id(slot);
+      this.addGarbage(id, old.filter((k) => !replicas.includes(k)), e.mtime);
+      this.dropGarbageOn(id, e.add);
+      return { replicas: Object.freeze(replicas) };
     };
   }
 
@@ -485,8 +460,8 @@ export class MetadataState {
       for (const { id, keepers } of e.chunks) {
         // A copy in use where it is, in a committed file or an open upload, is never garbage.
         if (this.uploadChunks.has(id)) continue;
-        const ref = this.fileChunks.get(id);
-        const inUse = ref === undefined ? [] : ref.file.chunks[ref.index].replicas;
+        const slot = this.chunkTable.find(id);
+        const inUse = slot < 0 ? [] : this.chunkTable.replicas(slot);
         const unused = keepers.filter((k) => !inUse.includes(k));
         this.addGarbage(id, unused, e.mtime);
         marked += unused.length;
@@ -514,7 +489,7 @@ export class MetadataState {
       if (child === undefined) {
         throw new DfsError('NOT_FOUND', `${op} ${path}: parent ${parentPath(path)} does not exist`);
       }
-      if (child.kind === 'file') throw this.fileInTheWay(op, path, names, i);
+      if (isFile(child)) throw this.fileInTheWay(op, path, names, i);
       dir = child;
     }
     return dir;
@@ -531,7 +506,8 @@ export class MetadataState {
     const names = splitPath(path);
     if (names.length === 0) throw new DfsError('IS_A_DIRECTORY', `${op} /: / is a directory`);
     const parent = this.parentDir(op, path, names);
-    if (parent.children.get(names[names.length - 1])?.kind === 'dir') {
+    const existing = parent.children.get(names[names.length - 1]);
+    if (existing !== undefined && !isFile(existing)) {
       throw new DfsError('IS_A_DIRECTORY', `${op} ${path}: ${path} is a directory`);
     }
     return parent;
@@ -549,7 +525,7 @@ export class MetadataState {
   }
 
   private checkNewChunkId(where: string, id: string): void {
-    if (this.fileChunks.has(id) || this.uploadChunks.has(id) || this.garbageById.has(id)) {
+    if (this.chunkTable.find(id) >= 0 || this.uploadChunks.has(id) || this.garbageById.has(id)) {
       throw new DfsError('ALREADY_EXISTS', `${where}: chunk id ${id} is already in use; allocate a fresh random id`);
     }
   }
@@ -562,33 +538,17 @@ export class MetadataState {
 
   // ---- mutations (never throw) ---------------------------------------------------------------
 
-  private addFileChunk(file: FileNode, chunk: ChunkInfo): void {
-    this.fileChunks.set(chunk.id, { file, index: file.chunks.length });
-    file.chunks.push(chunk);
-    for (const k of chunk.replicas) this.indexReplica(k, chunk.id);
-  }
-
-  private indexReplica(keeper: string, chunkId: string): void {
-    let set = this.keeperChunks.get(keeper);
-    if (set === undefined) this.keeperChunks.set(keeper, (set = new Set()));
-    set.add(chunkId);
-  }
-
-  private unindexReplica(keeper: string, chunkId: string): void {
-    const set = this.keeperChunks.get(keeper);
-    if (set !== undefined && set.delete(chunkId) && set.size === 0) this.keeperChunks.delete(keeper);
-  }
-
   /** Adds copies to the garbage record of a chunk; a record's time is that of its newest copy. */
   private addGarbage(id: string, keepers: readonly string[], since: number): void {
     if (keepers.length === 0) return;
+    const canonical = keepers.map((k) => this.chunkTable.keepers.canonical(k));
     const old = this.garbageById.get(id);
     if (old === undefined) {
-      this.garbageById.set(id, { keepers: Object.freeze(keepers.slice()), since });
+      this.garbageById.set(id, { keepers: Object.freeze(canonical), since });
       return;
     }
     const merged = old.keepers.slice();
-    for (const k of keepers) if (!merged.includes(k)) merged.push(k);
+    for (const k of canonical) if (!merged.includes(k)) merged.push(k);
     this.garbageById.set(id, { keepers: Object.freeze(merged), since: Math.max(old.since, since) });
   }
 
@@ -602,15 +562,35 @@ export class MetadataState {
   }
 
   /** Unlinks nothing; turns the file's chunks into garbage and drops it from the counts. */
-  private dropFile(file: FileNode, since: number): number {
-    for (const chunk of file.chunks) {
-      this.fileChunks.delete(chunk.id);
-      for (const k of chunk.replicas) this.unindexReplica(k, chunk.id);
-      this.addGarbage(chunk.id, chunk.replicas, since);
+  private dropFile(file: number, since: number): number {
+    const chunks = Array.from(this.fileTable.chunks(file));
+    for (const slot of chunks) {
+      this.addGarbage(this.chunkTable.id(slot), this.chunkTable.replicas(slot), since);
+      this.chunkTable.remove(slot);
     }
     this.fileCount--;
-    this.byteCount -= file.size;
-    return file.chunks.length;
+    this.byteCount -= this.fileTable.size(file);
+    this.fileTable.remove(file);
+    return chunks.length;
+  }
+
+  /** The chunk in a slot as the frozen record queries hand out: a fresh copy, never shared state. */
+  private chunkInfo(slot: number): ChunkInfo {
+    const t = this.chunkTable;
+    return freezeChunk(t.id(slot), t.size(slot), t.sha256(slot), t.replicas(slot));
+  }
+
+  private pathOf(node: Node): string {
+    const names: string[] = [];
+    let dir: DirNode;
+    if (isFile(node)) {
+      names.push(this.fileTable.name(node));
+      dir = this.fileTable.parent(node);
+    } else {
+      dir = node;
+    }
+    for (; dir.parent !== null; dir = dir.parent) names.push(dir.name);
+    return '/' + names.reverse().join('/');
   }
 
   /** Drops a detached subtree; iterative, because a path may nest two thousand directories deep. */
@@ -621,7 +601,7 @@ export class MetadataState {
     const stack: Node[] = [top];
     while (stack.length > 0) {
       const node = stack.pop()!;
-      if (node.kind === 'file') {
+      if (isFile(node)) {
         garbageChunks += this.dropFile(node, since);
         files++;
       } else {
@@ -645,7 +625,7 @@ export class MetadataState {
       const child: Node | undefined = node.children.get(slash === -1 ? path.slice(start) : path.slice(start, slash));
       if (child === undefined) return undefined;
       if (slash === -1) return child;
-      if (child.kind === 'file') return undefined;
+      if (isFile(child)) return undefined;
       node = child;
       start = slash + 1;
     }
@@ -660,64 +640,71 @@ export class MetadataState {
     throw new DfsError('NOT_FOUND', `${op} ${path}: no such file or directory`);
   }
 
-  private findFile(op: string, path: string): FileNode {
+  private findFile(op: string, path: string): number {
     const node = this.find(op, path);
-    if (node.kind === 'dir') throw new DfsError('IS_A_DIRECTORY', `${op} ${path}: ${path} is a directory`);
+    if (!isFile(node)) throw new DfsError('IS_A_DIRECTORY', `${op} ${path}: ${path} is a directory`);
     return node;
   }
 
-  private static listEntry(node: Node): ListEntry {
-    return node.kind === 'file'
-      ? { name: node.name, type: 'file', size: node.size, replication: node.replication, mtime: node.mtime, chunks: node.chunks.length }
+  private listEntry(node: Node): ListEntry {
+    const f = this.fileTable;
+    return isFile(node)
+      ? { name: f.name(node), type: 'file', size: f.size(node), replication: f.replication(node), mtime: f.mtime(node), chunks: f.chunkCount(node) }
       : { name: node.name, type: 'dir', size: 0, replication: 0, mtime: node.mtime, chunks: node.children.size };
   }
 
   /** What is at `path`, or undefined when nothing is. Throws only for a malformed path. */
   lookup(path: string): ListEntry | undefined {
     const node = this.resolve('lookup', path);
-    return node === undefined ? undefined : MetadataState.listEntry(node);
+    return node === undefined ? undefined : this.listEntry(node);
   }
 
   /** The entries of a directory, sorted by name (UTF-16 code units, the same on every host). */
   list(dirPath: string): ListEntry[] {
     const node = this.find('list', dirPath);
-    if (node.kind === 'file') throw new DfsError('NOT_A_DIRECTORY', `list ${dirPath}: ${dirPath} is a file`);
+    if (isFile(node)) throw new DfsError('NOT_A_DIRECTORY', `list ${dirPath}: ${dirPath} is a file`);
     const out: ListEntry[] = [];
-    for (const child of node.children.values()) out.push(MetadataState.listEntry(child));
+    for (const child of node.children.values()) out.push(this.listEntry(child));
     return out.sort(byName);
   }
 
   stat(path: string): Stat {
     const node = this.find('stat', path);
-    if (node.kind === 'dir') return { type: 'dir', path, mtime: node.mtime, entries: node.children.size };
+    if (!isFile(node)) return { type: 'dir', path, mtime: node.mtime, entries: node.children.size };
+    const f = this.fileTable;
     return {
       type: 'file',
       path,
-      size: node.size,
-      replication: node.replication,
-      chunkSize: node.chunkSize,
-      mtime: node.mtime,
-      uploadId: node.uploadId,
-      chunks: node.chunks.slice(),
+      size: f.size(node),
+      replication: f.replication(node),
+      chunkSize: f.chunkSize(node),
+      mtime: f.mtime(node),
+      uploadId: f.uploadId(node),
+      chunks: Array.from(f.chunks(node), (slot) => this.chunkInfo(slot)),
     };
   }
 
   /** The chunks of a file in order, with their byte offsets and the keepers holding them. */
   chunkLocations(path: string): ChunkLocation[] {
     const file = this.findFile('locate chunks of', path);
-    return file.chunks.map((c, i) => ({ ...c, offset: i * file.chunkSize }));
+    const chunkSize = this.fileTable.chunkSize(file);
+    return Array.from(this.fileTable.chunks(file), (slot, i) => ({ ...this.chunkInfo(slot), offset: i * chunkSize }));
   }
 
   /** Which file holds a committed chunk, or undefined. */
   chunkOwner(chunkId: string): ChunkOwner | undefined {
-    const ref = this.fileChunks.get(chunkId);
-    if (ref === undefined) return undefined;
-    return { chunk: ref.file.chunks[ref.index], path: pathOf(ref.file), index: ref.index, replication: ref.file.replication };
+    const slot = this.chunkTable.find(chunkId);
+    if (slot < 0) return undefined;
+    const file = this.chunkTable.owner(slot);
+    const index = Array.prototype.indexOf.call(this.fileTable.chunks(file), slot);
+    return { chunk: this.chunkInfo(slot), path: this.pathOf(file), index, replication: this.fileTable.replication(file) };
   }
 
   /** Ids of committed chunks with a replica on the keeper, in no particular order. */
   chunksOnKeeper(keeperId: string): string[] {
-    return [...(this.keeperChunks.get(keeperId) ?? [])];
+    // A scan of the flat table (milliseconds at a million chunks) instead of a per-keeper index.
+    const keeper = this.chunkTable.keepers.lookup(keeperId);
+    return keeper === undefined ? [] : this.chunkTable.slotsOnKeeper(keeper).map((slot) => this.chunkTable.id(slot));
   }
 
   /** Chunks no file or upload references any more, oldest first in the order they became garbage. */
@@ -763,8 +750,8 @@ export class MetadataState {
   }
 
   /** Ids of every committed chunk, in no particular order; the caller must not apply entries while iterating. */
-  chunkIds(): IterableIterator<string> {
-    return this.fileChunks.keys();
+  *chunkIds(): Generator<string, void, undefined> {
+    for (const slot of this.chunkTable.liveSlots()) yield this.chunkTable.id(slot);
   }
 
   /** The garbage record of a chunk, if any. */
@@ -783,7 +770,7 @@ export class MetadataState {
       dirs: this.dirCount,
       files: this.fileCount,
       bytes: this.byteCount,
-      chunks: this.fileChunks.size,
+      chunks: this.chunkTable.count,
       uploads: this.uploadsById.size,
       garbage: this.garbageById.size,
       keepers: this.keepersById.size,
@@ -797,7 +784,7 @@ export class MetadataState {
     const sortedBy = <T>(values: Iterable<T>, cmp: (a: T, b: T) => number) => [...values].sort(cmp);
     return {
       version: SNAPSHOT_VERSION,
-      root: snapshotDir(this.root),
+      root: this.snapshotDir(this.root),
       uploads: sortedBy(this.uploadsById.values(), byKey('uploadId')).map((u) => {
         const info = MetadataState.uploadInfo(u);
         return { ...info, chunks: info.chunks.slice().sort(byKey('id')) };
@@ -811,6 +798,235 @@ export class MetadataState {
       garbage: this.garbage().sort(byKey('id')),
       modes: [...this.modesById.values()].sort(byKey('id')).map((m) => ({ id: m.id, mode: m.mode, until: m.until })),
     };
+  }
+
+  private snapshotDir(dir: DirNode): SnapshotDir {
+    const children: SnapshotNode[] = [];
+    const f = this.fileTable;
+    for (const [name, child] of [...dir.children].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+      children.push(
+        !isFile(child)
+          ? this.snapshotDir(child)
+          : {
+              type: 'file',
+              name,
+              mtime: f.mtime(child),
+              size: f.size(child),
+              replication: f.replication(child),
+              chunkSize: f.chunkSize(child),
+              uploadId: f.uploadId(child),
+              chunks: Array.from(f.chunks(child), (slot) => {
+                const c = this.chunkInfo(slot);
+                return { id: c.id, size: c.size, sha256: c.sha256, replicas: c.replicas.slice() };
+              }),
+            },
+      );
+    }
+    return { type: 'dir', name: dir.name, mtime: dir.mtime, children };
+  }
+
+  /**
+   * Writes the whole state in the binary checkpoint layout (see checkpoint-format.ts for the
+   * framing). Flat sections, no recursion: keepers, interned keeper names, directories in
+   * breadth-first order (each naming its parent's index), files (each naming its directory's
+   * index, with its chunks), pending uploads, garbage, keeper modes.
+   */
+  writeCheckpoint(w: CheckpointWriter): void {
+    w.u32(this.keepersById.size);
+    for (const k of this.keepersById.values()) {
+      w.str(k.id);
+      w.str(k.address);
+      w.str(k.zone);
+      w.num(k.capacity);
+    }
+    const names = this.chunkTable.keepers;
+    w.u32(names.size);
+    for (let i = 0; i < names.size; i++) w.str(names.name(i));
+    w.u32(this.dirCount - 1);
+    w.u32(this.fileCount);
+    w.u32(this.chunkTable.count);
+    w.num(this.root.mtime);
+    const dirs: DirNode[] = [this.root];
+    for (let i = 0; i < dirs.length; i++) {
+      for (const [name, child] of dirs[i].children) {
+        if (isFile(child)) continue;
+        dirs.push(child);
+        w.u32(i);
+        w.str(name);
+        w.num(child.mtime);
+      }
+    }
+    const f = this.fileTable;
+    const t = this.chunkTable;
+    for (let i = 0; i < dirs.length; i++) {
+      for (const [name, file] of dirs[i].children) {
+        if (!isFile(file)) continue;
+        w.u32(i);
+        w.str(name);
+        w.num(f.mtime(file));
+        w.num(f.size(file));
+        w.u8(f.replication(file));
+        w.u32(f.chunkSize(file));
+        w.raw(f.rawUploadId(file));
+        const chunks = f.chunks(file);
+        w.u32(chunks.length);
+        for (let c = 0; c < chunks.length; c++) {
+          const slot = chunks[c];
+          w.raw(t.rawId(slot));
+          w.u32(t.size(slot));
+          w.raw(t.rawSha(slot));
+          const replicas = t.replicaIndexes(slot);
+          w.u8(replicas.length);
+          for (const k of replicas) w.u16(k);
+        }
+      }
+    }
+    w.u32(this.uploadsById.size);
+    for (const u of this.uploadsById.values()) {
+      w.hex(u.uploadId, 16);
+      w.str(u.path);
+      w.u8(u.replication);
+      w.u32(u.chunkSize);
+      w.num(u.started);
+      w.num(u.touched);
+      w.u32(u.chunks.size);
+      for (const [id, replicas] of u.chunks) {
+        w.hex(id, 16);
+        w.u8(replicas.length);
+        for (const k of replicas) w.str(k);
+      }
+    }
+    w.u32(this.garbageById.size);
+    for (const [id, g] of this.garbageById) {
+      w.hex(id, 16);
+      w.num(g.since);
+      w.u8(g.keepers.length);
+      for (const k of g.keepers) w.str(k);
+    }
+    w.u32(this.modesById.size);
+    for (const m of this.modesById.values()) {
+      w.str(m.id);
+      w.u8(m.mode === 'maintenance' ? 1 : 2);
+      w.num(m.until);
+    }
+  }
+
+  /** Rebuilds a state from `writeCheckpoint` output whose checksum the reader has verified. */
+  static readCheckpoint(r: CheckpointReader): MetadataState {
+    const st = new MetadataState();
+    const int = (v: number, what: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+      Number.isSafeInteger(v) && v >= min && v <= max ? v : r.bad(`${what} ${v} is out of range`);
+    for (let n = r.u32(); n > 0; n--) {
+      const record: KeeperRecord = Object.freeze({ id: r.str(), address: r.str(), zone: r.str(), capacity: int(r.num(), 'capacity') });
+      if (st.keepersById.has(record.id)) r.bad(`keeper ${record.id} appears twice`);
+      st.keepersById.set(record.id, record);
+    }
+    const names = st.chunkTable.keepers;
+    const nameCount = r.u32();
+    for (let i = 0; i < nameCount; i++) {
+      if (names.intern(r.str()) !== i) r.bad('a keeper name appears twice');
+    }
+    const dirCount = r.u32();
+    const fileCount = r.u32();
+    st.chunkTable.reserve(r.u32());
+    st.fileTable.reserve(fileCount);
+    st.root.mtime = int(r.num(), 'mtime');
+    const dirs: DirNode[] = [st.root];
+    const checkName = (dir: DirNode, name: string) => {
+      if (name.length === 0 || name.includes('/') || name === '.' || name === '..') r.bad(`entry name ${JSON.stringify(name)} is not valid`);
+      if (dir.children.has(name)) r.bad(`${name} appears twice in ${st.pathOf(dir)}`);
+    };
+    const parentAt = (i: number) => (i < dirs.length ? dirs[i] : r.bad(`directory index ${i} is not known yet`));
+    for (let n = 0; n < dirCount; n++) {
+      const parent = parentAt(r.u32());
+      const name = r.str();
+      checkName(parent, name);
+      const dir: DirNode = { kind: 'dir', name, parent, mtime: int(r.num(), 'mtime'), children: new Map() };
+      parent.children.set(name, dir);
+      dirs.push(dir);
+    }
+    st.dirCount += dirCount;
+    const t = st.chunkTable;
+    const replicas: number[] = [];
+    const slots: number[] = [];
+    for (let n = 0; n < fileCount; n++) {
+      const parent = parentAt(r.u32());
+      const name = r.str();
+      checkName(parent, name);
+      const mtime = int(r.num(), 'mtime');
+      const size = int(r.num(), 'size');
+      const replication = int(r.u8(), 'replication', 1, MAX_REPLICATION);
+      const chunkSize = int(r.u32(), 'chunk size', 1, MAX_CHUNK_SIZE);
+      const file = st.fileTable.add(name, parent, mtime, size, replication, chunkSize, r.hex(16));
+      slots.length = 0;
+      let total = 0;
+      for (let c = r.u32(); c > 0; c--) {
+        // id (16), size (4), sha256 (32) in one read: `raw` offsets hold only until the next read.
+        const idAt = r.raw(52);
+        const buf = r.buffer;
+        const chunkBytes = int(buf.readUInt32LE(idAt + 16), 'chunk size', 1, chunkSize);
+        const shaAt = idAt + 20;
+        if (t.hasRaw(buf, idAt)) r.bad(`chunk ${buf.toString('hex', idAt, idAt + 16)} appears twice`);
+        const slot = t.addRaw(buf, idAt, shaAt, chunkBytes, [], file);
+        replicas.length = 0;
+        for (let k = r.u8(); k > 0; k--) {
+          const keeper = r.u16();
+          if (keeper >= nameCount || !st.keepersById.has(names.name(keeper))) r.bad(`replica on unregistered keeper #${keeper}`);
+          replicas.push(keeper);
+        }
+        t.setReplicas(slot, replicas);
+        slots.push(slot);
+        total += chunkBytes;
+      }
+      if (total !== size) r.bad(`${name}: chunks hold ${total} bytes but the file has ${size}`);
+      st.fileTable.setChunks(file, slots);
+      parent.children.set(name, file);
+      st.byteCount += size;
+    }
+    st.fileCount = fileCount;
+    const newChunk = (id: string) => {
+      if (t.find(id) >= 0 || st.uploadChunks.has(id) || st.garbageById.has(id)) r.bad(`chunk ${id} appears twice`);
+      return id;
+    };
+    for (let n = r.u32(); n > 0; n--) {
+      const upload: Upload = {
+        uploadId: r.hex(16),
+        path: r.str(),
+        replication: int(r.u8(), 'replication', 1, MAX_REPLICATION),
+        chunkSize: int(r.u32(), 'chunk size', 1, MAX_CHUNK_SIZE),
+        started: int(r.num(), 'mtime'),
+        touched: int(r.num(), 'mtime'),
+        chunks: new Map(),
+      };
+      if (st.uploadsById.has(upload.uploadId)) r.bad(`upload ${upload.uploadId} appears twice`);
+      for (let c = r.u32(); c > 0; c--) {
+        const id = newChunk(r.hex(16));
+        const keepers: string[] = [];
+        for (let k = r.u8(); k > 0; k--) keepers.push(names.canonical(r.str()));
+        upload.chunks.set(id, Object.freeze(keepers));
+        st.uploadChunks.set(id, upload);
+      }
+      st.uploadsById.set(upload.uploadId, upload);
+    }
+    for (let n = r.u32(); n > 0; n--) {
+      // A committed chunk's id may be garbage too: copies on keepers that are not its replicas.
+      const id = r.hex(16);
+      if (st.uploadChunks.has(id) || st.garbageById.has(id)) r.bad(`garbage chunk ${id} appears twice`);
+      const since = int(r.num(), 'mtime');
+      const keepers: string[] = [];
+      for (let k = r.u8(); k > 0; k--) keepers.push(names.canonical(r.str()));
+      st.garbageById.set(id, { keepers: Object.freeze(keepers), since });
+    }
+    for (let n = r.u32(); n > 0; n--) {
+      const id = r.str();
+      const mode = r.u8();
+      const until = int(r.num(), 'maintenance end');
+      if (!st.keepersById.has(id)) r.bad(`mode for unregistered keeper ${id}`);
+      if (mode !== 1 && mode !== 2) r.bad(`keeper mode ${mode} is not 1 (maintenance) or 2 (draining)`);
+      st.modesById.set(id, Object.freeze({ id, mode: mode === 1 ? 'maintenance' : 'draining', until }));
+    }
+    if (!r.done) r.bad('bytes are left after the last section');
+    return st;
   }
 
   /** Rebuilds a state from `snapshot()` output, checking it as strictly as entries are checked. */
@@ -852,7 +1068,7 @@ export class MetadataState {
     const stack: Array<[DirNode, unknown]> = [[this.root, root.children]];
     while (stack.length > 0) {
       const [dir, children] = stack.pop()!;
-      const at = pathOf(dir);
+      const at = this.pathOf(dir);
       for (const child of asArray(`checkpoint ${at}`, children)) {
         const o = asObj(`checkpoint ${at}`, child);
         const name = o.name;
@@ -870,35 +1086,27 @@ export class MetadataState {
           this.dirCount++;
           stack.push([sub, o.children]);
         } else if (o.type === 'file') {
-          const file: FileNode = {
-            kind: 'file',
-            name,
-            parent: dir,
-            mtime,
-            size: fieldInt(where, o, 'size', 0),
-            replication: fieldInt(where, o, 'replication', 1, MAX_REPLICATION),
-            chunkSize: fieldInt(where, o, 'chunkSize', 1, MAX_CHUNK_SIZE),
-            uploadId: fieldId(where, o, 'uploadId'),
-            chunks: [],
-          };
+          const size = fieldInt(where, o, 'size', 0);
+          const replication = fieldInt(where, o, 'replication', 1, MAX_REPLICATION);
+          const chunkSize = fieldInt(where, o, 'chunkSize', 1, MAX_CHUNK_SIZE);
+          const file = this.fileTable.add(name, dir, mtime, size, replication, chunkSize, fieldId(where, o, 'uploadId'));
+          const slots: number[] = [];
           let total = 0;
           for (const c of asArray(`${where} chunks`, o.chunks)) {
             const co = asObj(`${where} chunk`, c);
-            const chunk = freezeChunk(
-              this.loadChunkId(where, co),
-              fieldInt(where, co, 'size', 1, file.chunkSize),
-              fieldSha256(where, co, 'sha256'),
-              this.loadKeepers(where, co, 'replicas', false),
-            );
-            total += chunk.size;
-            this.addFileChunk(file, chunk);
+            const id = this.loadChunkId(where, co);
+            const chunkBytes = fieldInt(where, co, 'size', 1, chunkSize);
+            const replicas = this.loadKeepers(where, co, 'replicas', false).map((k) => this.chunkTable.keepers.intern(k));
+            slots.push(this.chunkTable.add(id, chunkBytes, fieldSha256(where, co, 'sha256'), replicas, file));
+            total += chunkBytes;
           }
-          if (total !== file.size) {
-            throw new DfsError('INVALID_ARGUMENT', `${where}: chunks hold ${total} bytes but the file has ${file.size}`);
+          this.fileTable.setChunks(file, slots);
+          if (total !== size) {
+            throw new DfsError('INVALID_ARGUMENT', `${where}: chunks hold ${total} bytes but the file has ${size}`);
           }
           dir.children.set(name, file);
           this.fileCount++;
-          this.byteCount += file.size;
+          this.byteCount += size;
         } else {
           throw new DfsError('INVALID_ARGUMENT', `${where}: type must be "dir" or "file"`);
         }
@@ -953,7 +1161,7 @@ export class MetadataState {
 
   private loadChunkId(where: string, o: Record<string, unknown>): string {
     const id = fieldId(where, o, 'id');
-    if (this.fileChunks.has(id) || this.uploadChunks.has(id) || this.garbageById.has(id)) {
+    if (this.chunkTable.find(id) >= 0 || this.uploadChunks.has(id) || this.garbageById.has(id)) {
       throw new DfsError('INVALID_ARGUMENT', `${where}: chunk ${id} appears twice`);
     }
     return id;
@@ -978,25 +1186,4 @@ function asObj(where: string, v: unknown): Record<string, unknown> {
 function asArray(where: string, v: unknown): unknown[] {
   if (!Array.isArray(v)) throw new DfsError('INVALID_ARGUMENT', `${where}: expected an array`);
   return v;
-}
-
-function snapshotDir(dir: DirNode): SnapshotDir {
-  const children: SnapshotNode[] = [];
-  for (const child of [...dir.children.values()].sort(byName)) {
-    children.push(
-      child.kind === 'dir'
-        ? snapshotDir(child)
-        : {
-            type: 'file',
-            name: child.name,
-            mtime: child.mtime,
-            size: child.size,
-            replication: child.replication,
-            chunkSize: child.chunkSize,
-            uploadId: child.uploadId,
-            chunks: child.chunks.map((c) => ({ id: c.id, size: c.size, sha256: c.sha256, replicas: c.replicas.slice() })),
-          },
-    );
-  }
-  return { type: 'dir', name: dir.name, mtime: dir.mtime, children };
 }

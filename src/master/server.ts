@@ -20,7 +20,7 @@ import { fsck, type FileReport } from './fsck.js';
 import type { KeeperState } from './placement.js';
 import type { KeeperModeName } from './entries.js';
 import { MetadataState } from './namespace.js';
-import { Journal, readJournal } from './journal.js';
+import { MetadataStore } from './metadata-store.js';
 import { KeeperRegistry } from './keeper-registry.js';
 import { DEFAULT_MIN_REPLICAS, placeReplicas } from './placement.js';
 import { normalisePath } from './paths.js';
@@ -36,6 +36,10 @@ export interface MasterOptions {
   /** Fewest durable replicas a chunk write needs. */
   minReplicas?: number;
   defaultReplication?: number;
+  /** Checkpoint once the journal segment holds this many entries (default 100,000)... */
+  checkpointEntries?: number;
+  /** ... or this many bytes (default 64 MiB). A checkpoint is also made at clean shutdown. */
+  checkpointBytes?: number;
   log?: (line: string) => void;
   /** Garbage is deleted from keepers this long after it became garbage. Default 10 min. */
   gcGraceMs?: number;
@@ -88,12 +92,10 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
 
 async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle> {
   const log = options.log ?? (() => {});
-  const replay = await readJournal(options.dataDir);
-  const state = new MetadataState();
-  for (const entry of replay.entries) state.apply(entry);
-  if (replay.droppedBytes > 0) log(`journal: dropped a torn record of ${replay.droppedBytes} bytes at the tail`);
-  const journal = await Journal.open(options.dataDir, replay.validBytes);
-  log(`metadata: ${replay.entries.length} journal entries replayed`);
+  const store = await MetadataStore.open({
+    dir: options.dataDir, checkpointEntries: options.checkpointEntries, checkpointBytes: options.checkpointBytes, log,
+  });
+  const state: MetadataState = store.state;
 
   const deadAfterMs = options.deadAfterMs ?? 3000;
   const keepers = new KeeperRegistry(deadAfterMs);
@@ -105,7 +107,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   async function commit<E extends Entry>(entry: E) {
     const result = state.apply(entry);
     repair.afterCommit(entry);
-    await journal.append(entry);
+    await store.append(entry);
     return result;
   }
 
@@ -388,7 +390,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       clearInterval(caretaker);
       await rounds;
       await server.close();
-      await journal.close();
+      await store.close();
       await lock.release();
     },
   };
