@@ -121,7 +121,19 @@ export class RepairScheduler {
 
   /** A keeper died, came back or changed mode: every chunk it holds needs a look. */
   keeperChanged(keeperId: string): void {
-    this.touch(this.ctx.state.chunksOnKeeper(keeperId));
+    const ids = this.ctx.state.chunksOnKeeper(keeperId);
+    this.touch(ids);
+    // Count at once, so that STATUS is right from the moment a keeper is declared dead.
+    for (const id of ids) this.assess(id);
+  }
+
+  /** Updates the under-replicated books for one chunk; the next tick acts on it. */
+  private assess(chunkId: string): void {
+    const owner = this.ctx.state.chunkOwner(chunkId);
+    if (owner === undefined) return;
+    const counting = countingReplicas(this.judge, chunkId, owner.chunk.replicas).length;
+    if (counting < owner.replication) this.under.set(chunkId, counting);
+    else this.under.delete(chunkId);
   }
 
   /** Called after every journaled entry, to notice new replicas and under-replicated commits. */

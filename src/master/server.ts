@@ -139,6 +139,18 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     if (matches.length > 1) throw new DfsError('INVALID_ARGUMENT', `keeper ${ref} is ambiguous: ${matches.length} keeper ids start with it`);
     throw new DfsError('NOT_FOUND', `keeper ${ref}: no registered keeper has this id or address`);
   };
+  // Report keepers that go silent, once, and have their chunks counted at once. Also run before
+  // STATUS answers, so that a keeper shown dead is never shown with its chunks still counted healthy.
+  const deadSeen = new Set<string>();
+  const noticeDeaths = () => {
+    for (const k of keepers.all()) {
+      if (!k.alive && !deadSeen.has(k.id)) {
+        deadSeen.add(k.id);
+        log(`keeper ${k.id} at ${k.address} is dead: no heartbeat for ${Date.now() - k.lastSeen} ms`);
+        repair.keeperDied(k.id);
+      } else if (k.alive) deadSeen.delete(k.id);
+    }
+  };
   const drained = (id: string) => state.keeperMode(id).mode === 'draining' && state.chunksOnKeeper(id).length === 0;
 
   const replicaView = (ids: readonly string[]) => ids.map((id) => ({
@@ -244,6 +256,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     return { response: {} };
   });
   rpc.register(STATUS, () => {
+    noticeDeaths();
     const stats = state.stats();
     const modeOf = (id: string) => state.keeperMode(id);
     const body = encodeRecord(STATUS_BODY, {
@@ -344,17 +357,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   const address = formatAddress(server.address);
   log(`master listening on ${address}, metadata in ${options.dataDir}`);
 
-  // Report keepers that go silent, once, and have their chunks looked at.
-  const deadSeen = new Set<string>();
-  const watcher = setInterval(() => {
-    for (const k of keepers.all()) {
-      if (!k.alive && !deadSeen.has(k.id)) {
-        deadSeen.add(k.id);
-        log(`keeper ${k.id} at ${k.address} is dead: no heartbeat for ${Date.now() - k.lastSeen} ms`);
-        repair.keeperDied(k.id);
-      } else if (k.alive) deadSeen.delete(k.id);
-    }
-  }, Math.min(500, Math.max(50, Math.floor(deadAfterMs / 4))));
+  const watcher = setInterval(noticeDeaths, 100);
   watcher.unref();
 
   // Repair, garbage collection and balancing run in rounds; a failed round is logged and retried.
