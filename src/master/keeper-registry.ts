@@ -18,6 +18,8 @@ export interface KeeperReport {
 
 interface Entry extends KeeperReport {
   lastSeen: number;
+  /** Dead from this time on unless it reports again. */
+  deadAt: number;
 }
 
 export class KeeperRegistry {
@@ -26,12 +28,23 @@ export class KeeperRegistry {
   constructor(private readonly deadAfterMs: number, private readonly now: () => number = Date.now) {}
 
   report(r: KeeperReport): void {
-    this.keepers.set(r.id, { ...r, lastSeen: this.now() });
+    const now = this.now();
+    this.keepers.set(r.id, { ...r, lastSeen: now, deadAt: now + this.deadAfterMs });
+  }
+
+  /**
+   * The connection a keeper heartbeats on closed. A live keeper reconnects and reports within a
+   * moment; one that does not within `graceMs` is dead then, without waiting out the full silence.
+   * A process that crashed is noticed in about `graceMs` instead of the dead-after time.
+   */
+  connectionLost(id: string, graceMs: number): void {
+    const k = this.keepers.get(id);
+    if (k !== undefined) k.deadAt = Math.min(k.deadAt, this.now() + graceMs);
   }
 
   isAlive(id: string): boolean {
     const k = this.keepers.get(id);
-    return k !== undefined && this.now() - k.lastSeen < this.deadAfterMs;
+    return k !== undefined && this.now() < k.deadAt;
   }
 
   address(id: string): string | undefined {

@@ -216,7 +216,7 @@ export class RepairScheduler {
       this.dirty = new Set();
       this.sweepSlice(batch);
       for (const id of batch) await this.examine(id);
-      this.scheduleCopies();
+      this.planCopies();
     } finally {
       this.busy = false;
     }
@@ -342,19 +342,20 @@ export class RepairScheduler {
     this.dirty.add(chunkId);
   }
 
-  private scheduleCopies(): void {
+  /**
+   * Hands out copies for under-replicated chunks while keepers have free slots: chunks with at most
+   * one good replica first. Called every tick and on each heartbeat that brings results, so a keeper
+   * that finishes a copy gets the next one in the same reply.
+   */
+  planCopies(): void {
     if (this.under.size === 0) return;
-    // Fewest good copies first: a chunk one failure away from loss before one that has two.
-    const buckets: string[][] = [];
-    for (const [id, n] of this.under) {
-      if (this.copying.has(id)) continue;
-      (buckets[n] ??= []).push(id);
-    }
     const view = this.ctx.placementView();
     const slotsFree = (k: string) => this.tasks.copiesOn(k) < this.copiesPerKeeper;
-    for (const bucket of buckets) {
-      for (const chunkId of bucket ?? []) {
-        if (!view.some((k) => slotsFree(k.id))) return;
+    const anyFree = () => view.some((k) => k.alive && slotsFree(k.id));
+    for (const urgent of [true, false]) {
+      for (const [chunkId, n] of this.under) {
+        if (urgent !== n <= 1 || this.copying.has(chunkId)) continue;
+        if (!anyFree()) return;
         this.startCopy(chunkId, view, slotsFree);
       }
     }

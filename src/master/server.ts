@@ -73,6 +73,8 @@ const MAX_HEARTBEAT_BODY = 4 * 1024 * 1024;
 /** Largest CHUNK_REPORT page body: 65,536 ids of 32 characters with their field headers. */
 const MAX_REPORT_BODY = 4 * 1024 * 1024;
 const DEFAULT_MAINTENANCE_MS = 30 * 60_000;
+/** A keeper whose heartbeat connection closed and that has not reported again after this is dead. */
+const LOST_CONNECTION_GRACE_MS = 1000;
 const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
 const MODE_VALUES: Record<KeeperModeName, number> = { normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING };
 const HEALTH_VALUES = { healthy: FileHealth.HEALTHY, 'under-replicated': FileHealth.UNDER_REPLICATED, corrupt: FileHealth.CORRUPT, missing: FileHealth.MISSING } as const;
@@ -276,7 +278,9 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       body,
     };
   });
-  rpc.register(HEARTBEAT, async ({ request, body }) => {
+  /** The connection each keeper last heartbeated on: its closing is an early sign of death. */
+  const heartbeatConns = new WeakSet<object>();
+  rpc.register(HEARTBEAT, async ({ request, body, connection }) => {
     const raw = await readAll(body, MAX_HEARTBEAT_BODY);
     const report = raw.length === 0 ? { results: [], corrupt: [] } : decodeRecord(HEARTBEAT_BODY, raw);
     const id = request.keeperId;
@@ -289,6 +293,10 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       id, address: request.address, zone: request.zone, capacity: request.capacity, used: request.used,
       chunks: request.chunks, load: request.load, acceptingWrites: request.acceptingWrites, diskError: request.diskError ?? '',
     });
+    if (!heartbeatConns.has(connection)) {
+      heartbeatConns.add(connection);
+      connection.once('close', () => keepers.connectionLost(id, Math.min(LOST_CONNECTION_GRACE_MS, deadAfterMs)));
+    }
     if (!wasAlive) {
       log(`keeper ${id} at ${request.address} is alive`);
       repair.keeperRestarted(id);
@@ -301,6 +309,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       if (task.kind === TaskKind.DELETE) gc.onResult(task, r.status);
       else await repair.onResult(task, r);
     }
+    if (report.results.length > 0 || report.corrupt.length > 0) repair.planCopies();
     const tasks = repair.tasks.takeFor(id, TASKS_PER_HEARTBEAT);
     const reply = { intervalMs: options.heartbeatMs ?? 1000, reportChunks: repair.wantsReport(id) };
     if (tasks.length === 0) return { response: reply };
