@@ -37,7 +37,7 @@ export function scheduleBalance(input: BalanceInput): number {
     for (const chunkId of state.chunksOnKeeper(source.id)) {
       if (moves >= maxMoves || excess <= 0) break;
       if (repair.copiesOn(source.id) >= repair.copySlots) break;
-      const owner = state.chunkOwner(chunkId);
+      const owner = state.chunkPlacement(chunkId);
       if (owner === undefined) continue;
       const others = owner.chunk.replicas.filter((r) => r !== source.id);
       // Never trade zone spread for balance: the target must not share a zone with the other replicas

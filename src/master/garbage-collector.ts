@@ -72,7 +72,7 @@ export class GarbageCollector {
       if (g.since + this.graceMs > now) continue;
       for (const keeperId of g.keepers) {
         // Phase two: look again. A copy that a file or an upload uses where it is never goes.
-        const owner = state.chunkOwner(g.id);
+        const owner = state.chunkPlacement(g.id);
         if (state.isUploading(g.id) || owner?.chunk.replicas.includes(keeperId)) {
           release.push({ id: g.id, keepers: [keeperId] });
           continue;

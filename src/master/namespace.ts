@@ -42,6 +42,7 @@ import type {
   ChunkInfo,
   ChunkLocation,
   ChunkOwner,
+  ChunkPlacement,
   CommitFileResult,
   EntryResults,
   ForgetGarbageResult,
@@ -698,6 +699,14 @@ export class MetadataState {
     const file = this.chunkTable.owner(slot);
     const index = Array.prototype.indexOf.call(this.fileTable.chunks(file), slot);
     return { chunk: this.chunkInfo(slot), path: this.pathOf(file), index, replication: this.fileTable.replication(file) };
+  }
+
+  /** Where a committed chunk lives and how many replicas it wants: chunkOwner without the path, cheap enough to ask per chunk. */
+  chunkPlacement(chunkId: string): ChunkPlacement | undefined {
+    const slot = this.chunkTable.find(chunkId);
+    if (slot < 0) return undefined;
+    const t = this.chunkTable;
+    return { chunk: { id: chunkId, size: t.size(slot), replicas: t.replicas(slot) }, replication: this.fileTable.replication(t.owner(slot)) };
   }
 
   /** Ids of committed chunks with a replica on the keeper, in no particular order. */

@@ -129,7 +129,7 @@ export class RepairScheduler {
 
   /** Updates the under-replicated books for one chunk; the next tick acts on it. */
   private assess(chunkId: string): void {
-    const owner = this.ctx.state.chunkOwner(chunkId);
+    const owner = this.ctx.state.chunkPlacement(chunkId);
     if (owner === undefined) return;
     const counting = countingReplicas(this.judge, chunkId, owner.chunk.replicas).length;
     if (counting < owner.replication) this.under.set(chunkId, counting);
@@ -240,7 +240,7 @@ export class RepairScheduler {
   /** Schedules a move of a replica (balancing): copy to `targetId`, then drop the source's replica. */
   requestMove(chunkId: string, sourceId: string, targetId: string): boolean {
     if (this.copying.has(chunkId) || this.under.has(chunkId)) return false;
-    const owner = this.ctx.state.chunkOwner(chunkId);
+    const owner = this.ctx.state.chunkPlacement(chunkId);
     const address = this.ctx.address(targetId);
     if (owner === undefined || address === undefined || owner.chunk.replicas.includes(targetId)) return false;
     if (!owner.chunk.replicas.includes(sourceId) || !this.ctx.alive(sourceId)) return false;
@@ -290,7 +290,7 @@ export class RepairScheduler {
       if (next.done) {
         this.sweep = null;
         // Chunks deleted since they were last seen leave the books here.
-        for (const id of this.under.keys()) if (this.ctx.state.chunkOwner(id) === undefined) this.under.delete(id);
+        for (const id of this.under.keys()) if (this.ctx.state.chunkPlacement(id) === undefined) this.under.delete(id);
         return;
       }
       into.add(next.value);
@@ -298,7 +298,7 @@ export class RepairScheduler {
   }
 
   private async examine(chunkId: string): Promise<void> {
-    const owner = this.ctx.state.chunkOwner(chunkId);
+    const owner = this.ctx.state.chunkPlacement(chunkId);
     if (owner === undefined) {
       this.under.delete(chunkId);
       return;
@@ -362,7 +362,7 @@ export class RepairScheduler {
   }
 
   private startCopy(chunkId: string, view: KeeperState[], slotsFree: (k: string) => boolean): void {
-    const owner = this.ctx.state.chunkOwner(chunkId);
+    const owner = this.ctx.state.chunkPlacement(chunkId);
     if (owner === undefined) return;
     const { replicas, size } = owner.chunk;
     const sources = readableReplicas(this.judge, chunkId, replicas)
@@ -407,7 +407,7 @@ export class RepairScheduler {
       await this.recordCopy(task);
     } else if (task.kind === TaskKind.VERIFY) {
       if (r.status === 'NOT_FOUND' || r.status === 'CHECKSUM_MISMATCH') {
-        const owner = this.ctx.state.chunkOwner(task.chunkId);
+        const owner = this.ctx.state.chunkPlacement(task.chunkId);
         if (owner?.chunk.replicas.includes(task.keeperId)) {
           if (r.status === 'CHECKSUM_MISMATCH') this.markCorrupt(task.chunkId, task.keeperId);
           await this.dropReplicas(task.chunkId, [task.keeperId], r.status === 'NOT_FOUND' ? 'lost (the keeper no longer has it)' : 'dropped (corrupt)');
@@ -418,7 +418,7 @@ export class RepairScheduler {
 
   private async recordCopy(task: Task): Promise<void> {
     const target = task.targetId!;
-    const owner = this.ctx.state.chunkOwner(task.chunkId);
+    const owner = this.ctx.state.chunkPlacement(task.chunkId);
     try {
       if (owner === undefined) throw new DfsError('NOT_FOUND', 'the file went away');
       const remove = task.purpose === 'move' && owner.chunk.replicas.includes(task.keeperId) ? [task.keeperId] : [];
@@ -442,7 +442,7 @@ export class RepairScheduler {
   private async onCorrupt(keeperId: string, chunkId: string): Promise<void> {
     this.ctx.log(`keeper ${keeperId} found its replica of chunk ${chunkId} corrupt and quarantined it`);
     this.markCorrupt(chunkId, keeperId);
-    const owner = this.ctx.state.chunkOwner(chunkId);
+    const owner = this.ctx.state.chunkPlacement(chunkId);
     if (owner?.chunk.replicas.includes(keeperId)) await this.dropReplicas(chunkId, [keeperId], 'dropped (corrupt)');
   }
 
@@ -487,7 +487,7 @@ export class RepairScheduler {
     let unknown = 0;
     for (const id of held) {
       if (state.isUploading(id)) continue;
-      const owner = state.chunkOwner(id);
+      const owner = state.chunkPlacement(id);
       if (owner !== undefined && owner.chunk.replicas.includes(keeperId)) continue;
       if (owner !== undefined && this.ctx.alive(keeperId) && state.keeperMode(keeperId).mode === 'normal' &&
           countingReplicas(this.judge, id, owner.chunk.replicas).length < owner.replication && !this.copying.has(id)) {

@@ -82,6 +82,11 @@ export interface ChunkOwner {
   readonly replication: number;
 }
 
+export interface ChunkPlacement {
+  readonly chunk: { readonly id: string; readonly size: number; readonly replicas: readonly string[] };
+  readonly replication: number;
+}
+
 export interface MetadataStats {
   readonly dirs: number;
   readonly files: number;
