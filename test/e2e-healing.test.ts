@@ -253,3 +253,35 @@ test('full keepers get no new chunks; a full cluster fails a put with NO_SPACE a
   const st = await client.status();
   for (const k of st.keepers) assert.ok(k.used <= k.capacity, `keeper ${k.address} used ${k.used} of ${k.capacity}`);
 });
+
+test('dfs balance moves replicas onto a new, empty keeper, copying before dropping, and every file still reads back', { timeout: 120_000 }, async (t) => {
+  const cluster = await startCluster({ keepers: 3, masterArgs: ['--gc-grace', '1s', '--balance-interval', '0'], keeperArgs: () => ['--capacity', '16MiB'] });
+  t.after(() => cluster.stop());
+  const { client } = cluster;
+  const files = await putFiles(cluster, 21, 6, () => CHUNK * 4);
+  const paths = [...files.keys()];
+  const fresh = await cluster.startKeeper(3);
+  await waitFor('the new keeper alive', async () => (await client.status()).keepers.some((k) => k.address === fresh.address && k.alive));
+  const bad = await runDfs(['balance', '--threshold', '150'], cluster.master.address);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--threshold must be a whole percentage from 0 to 100/);
+  const r = await runDfs(['balance', '--threshold', '5'], cluster.master.address);
+  assert.equal(r.code, 0, r.stderr);
+  const moves = Number(/(\d+) move\(s\) scheduled/.exec(r.stdout.toString())?.[1]);
+  assert.ok(moves > 0, r.stdout.toString());
+  await waitFor('the new keeper holding moved replicas, the old copies collected', async () => {
+    let onFresh = 0;
+    let listed = 0;
+    for (const p of paths) {
+      for (const c of (await client.stat(p)).chunks) {
+        listed += c.replicas.length;
+        if (c.replicas.some((x) => x.address === fresh.address)) onFresh++;
+        if (c.replicas.filter((x) => x.alive).length !== 3) return false;
+      }
+    }
+    let onDisk = 0;
+    for (let i = 0; i < 4; i++) onDisk += (await chunkFilesOf(cluster, i)).size;
+    return onFresh > 0 && onDisk === listed;
+  }, 60_000);
+  for (const [p, data] of files) assert.ok((await readBack(client, p)).equals(data));
+});
