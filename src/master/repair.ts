@@ -177,6 +177,11 @@ export class RepairScheduler {
     this.reportPages.delete(keeperId);
   }
 
+  /** Forgets the pages of a report that will not be finished (its connection went away). */
+  discardPartialReport(keeperId: string): void {
+    this.reportPages.delete(keeperId);
+  }
+
   async onChunkReport(keeperId: string, ids: readonly string[], final: boolean): Promise<void> {
     let pages = this.reportPages.get(keeperId);
     if (pages === undefined) this.reportPages.set(keeperId, (pages = new Set()));

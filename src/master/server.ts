@@ -320,11 +320,17 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       }),
     };
   });
-  rpc.register(CHUNK_REPORT, async ({ request, body }) => {
+  const reportConns = new Map<string, object>();
+  rpc.register(CHUNK_REPORT, async ({ request, body, connection }) => {
     if (state.keeper(request.keeperId) === undefined) {
       throw new DfsError('NOT_FOUND', `chunk report from keeper ${request.keeperId}, which has not registered by heartbeat yet`);
     }
     const { ids } = decodeRecord(CHUNK_IDS_BODY, await readAll(body, MAX_REPORT_BODY));
+    // A report's pages travel on one connection; pages from another are a report started afresh.
+    if (reportConns.get(request.keeperId) !== connection) {
+      reportConns.set(request.keeperId, connection);
+      repair.discardPartialReport(request.keeperId);
+    }
     await repair.onChunkReport(request.keeperId, ids, request.final);
     return { response: {} };
   });
