@@ -18,7 +18,7 @@ function dfs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 test('dfs --help lists every command; a command\'s --help shows its options', async () => {
   const top = await dfs(['--help']);
   assert.equal(top.code, 0);
-  for (const name of ['master', 'keeper', 'dev', 'put', 'get', 'cat', 'ls', 'stat', 'rm', 'mkdir', 'mv', 'status']) {
+  for (const name of ['master', 'keeper', 'dev', 'put', 'get', 'cat', 'ls', 'stat', 'rm', 'mkdir', 'mv', 'status', 'fsck', 'balance']) {
     assert.match(top.stdout, new RegExp(`^  ${name} `, 'm'), `${name} missing from dfs --help`);
   }
   const keeper = await dfs(['keeper', '--help']);
@@ -65,6 +65,29 @@ test('dfs keeper names each repair and health setting in --help and refuses a ba
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, message);
   }
+});
+
+test('the operator\'s commands refuse bad arguments with one line and exit 2, before contacting a master', async () => {
+  const env = { DFS_MASTER: '127.0.0.1:1' };
+  const cases: [string[], RegExp][] = [
+    [['keeper', 'drain'], /dfs keeper drain needs the keeper: dfs keeper drain ID/],
+    [['keeper', 'maintenance', 'k1', '--for', 'soon'], /--for 'soon' is not a duration/],
+    [['keeper', 'maintenance', 'k1', '--for', '10ms'], /--for must be at least 1s/],
+    [['keeper', 'drain', 'k1', '--for', '1h'], /--for applies to maintenance only/],
+    [['balance', '--threshold', '-3'], /--threshold/],
+    [['balance', '--threshold', '101'], /--threshold must be a whole percentage from 0 to 100/],
+    [['fsck', 'a', 'b'], /too many arguments/],
+    [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--gc-grace', 'tomorrow'], /--gc-grace 'tomorrow' is not a duration/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await dfs(args, env);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const help = await dfs(['keeper', 'maintenance', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /dfs keeper drain ID/);
 });
 
 test('a client command without a master, or with an unreachable one, says so', async () => {

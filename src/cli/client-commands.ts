@@ -525,8 +525,11 @@ address, as dfs status shows them.
   --for DURATION       maintenance window, such as 10m or 2h (default 30m)
 ${MASTER_HELP}`,
   async run(argv, io) {
-    const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 2, 2);
+    const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 0, 2);
     if (values.help) return help(io, this);
+    if (positionals.length < 2) {
+      throw new DfsError('INVALID_ARGUMENT', `dfs keeper ${positionals[0] ?? 'ACTION'} needs the keeper: dfs keeper ${positionals[0] ?? 'maintenance|drain|normal'} ID (ids are in dfs status)`);
+    }
     const [action, ref] = positionals as [string, string];
     const mode = KEEPER_ACTIONS[action];
     if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper ${action}: unknown action; use maintenance, drain or normal`);
