@@ -1,6 +1,7 @@
 // `dfs master`, `dfs keeper` and `dfs dev`: the long-running roles. Each runs until SIGINT or
 // SIGTERM and then shuts down gracefully.
 
+import { statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { parseAddress, formatAddress } from '../transport/net.js';
@@ -169,10 +170,13 @@ DIR (default ./.dfs-dev). Stops cleanly on Ctrl-C; the data stays for next time.
     });
     const keepers = [];
     try {
+      // The keepers share one disk: each gets its share, so status and placement see the truth.
+      const disk = await statfs(dir);
+      const share = Math.floor((disk.bavail * disk.bsize) / count);
       for (let i = 1; i <= count; i++) {
         keepers.push(await startKeeper({
           master: parseAddress(m.address), listen: { host: '127.0.0.1', port: port + i }, dataDir: `${dir}/keeper${i}`,
-          zone: `zone${i}`, log: quiet,
+          zone: `zone${i}`, log: quiet, capacity: share,
         }));
       }
     } catch (err) {
@@ -197,6 +201,7 @@ Try, in another terminal:
   npx dfs stat /docs/README.md
   npx dfs get /docs/README.md copy.md
   npx dfs status
+  npx dfs fsck
 
 Ctrl-C stops the cluster.
 `);
