@@ -359,3 +359,32 @@ test('two of three replicas found corrupt one after the other, with a copy from 
   assert.equal(s.repair.status().underReplicated, 0, JSON.stringify(s.state.chunkOwner(id!)!.chunk.replicas));
   assert.equal(s.state.chunkOwner(id!)!.chunk.replicas.length, 3);
 });
+
+test('a copy never races a deletion of the same chunk on the same keeper', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4'], { graceMs: 1000 });
+  const [id] = s.put('/f', 1);
+  // k4 once held a trimmed copy: garbage there. A deletion is pending when k1 dies.
+  s.state.apply({ type: 'mark-garbage', chunks: [{ id: id!, keepers: ['k4'] }], mtime: s.clock.t });
+  s.clock.t += 2000;
+  await s.gc.tick();
+  assert.ok(s.repair.tasks.has(TaskKind.DELETE, id!, 'k4'));
+  s.alive.delete('k1');
+  s.repair.keeperDied('k1');
+  await s.repair.tick();
+  assert.equal(s.repair.status().repairsInFlight, 0, 'no copy to k4 while its deletion is pending');
+  await s.run(); // k4 confirms the deletion
+  await s.repair.tick();
+  const copies = await s.run();
+  assert.equal(copies.find((t) => t.kind === TaskKind.COPY)?.targetId, 'k4');
+  // ...and the other way round: no deletion on a keeper a copy is headed for.
+  const [other] = s.put('/g', 1, ['k2', 'k3', 'k4']);
+  s.alive.delete('k2');
+  s.repair.keeperDied('k2');
+  s.alive.add('k1');
+  await s.repair.tick();
+  const copy = [...s.repair.tasks.takeFor('k3', 10), ...s.repair.tasks.takeFor('k4', 10)].find((t) => t.chunkId === other);
+  assert.equal(copy?.targetId, 'k1');
+  s.state.apply({ type: 'mark-garbage', chunks: [{ id: other!, keepers: ['k1'] }], mtime: 0 });
+  await s.gc.tick();
+  assert.equal(s.repair.tasks.has(TaskKind.DELETE, other!, 'k1'), false);
+});

@@ -78,6 +78,8 @@ export class GarbageCollector {
           continue;
         }
         if (!this.ctx.alive(keeperId) || tasks.has(TaskKind.DELETE, g.id, keeperId)) continue;
+        // A copy on its way there would be the one deleted: wait until it is recorded.
+        if (tasks.copyingTo(g.id, keeperId)) continue;
         if (tasks.deletesOn(keeperId) >= this.deletesPerKeeper) continue;
         tasks.add({ kind: TaskKind.DELETE, purpose: 'collect', chunkId: g.id, keeperId, bytes: 0 });
       }

@@ -248,6 +248,7 @@ export class RepairScheduler {
     const owner = this.ctx.state.chunkPlacement(chunkId);
     const address = this.ctx.address(targetId);
     if (owner === undefined || address === undefined || owner.chunk.replicas.includes(targetId)) return false;
+    if (this.tasks.has(TaskKind.DELETE, chunkId, targetId)) return false;
     if (!owner.chunk.replicas.includes(sourceId) || !this.ctx.alive(sourceId)) return false;
     if (this.tasks.copiesOn(sourceId) >= this.copiesPerKeeper || this.tasks.copiesOn(targetId) >= this.copiesPerKeeper) return false;
     const task = this.tasks.add({
@@ -377,7 +378,9 @@ export class RepairScheduler {
     const at = this.now();
     // Not a keeper busy with other copies or one that just failed this copy; and, while others can
     // take it, not one that found this chunk corrupt (its disk may be going).
-    const avoid = view.filter((k) => !slotsFree(k.id) || (this.failedTargets.get(`${chunkId}:${k.id}`) ?? 0) > at).map((k) => k.id);
+    // Nor one with a deletion of this chunk pending: it could land after the copy and remove it.
+    const avoid = view.filter((k) => !slotsFree(k.id) || (this.failedTargets.get(`${chunkId}:${k.id}`) ?? 0) > at ||
+      this.tasks.has(TaskKind.DELETE, chunkId, k.id)).map((k) => k.id);
     const corrupt = [...(this.corrupt.get(chunkId) ?? [])];
     let target: string | undefined;
     for (const exclude of corrupt.length > 0 ? [[...avoid, ...corrupt], avoid] : [avoid]) {
@@ -495,6 +498,7 @@ export class RepairScheduler {
       const owner = state.chunkPlacement(id);
       if (owner !== undefined && owner.chunk.replicas.includes(keeperId)) continue;
       if (owner !== undefined && this.ctx.alive(keeperId) && state.keeperMode(keeperId).mode === 'normal' &&
+          !this.tasks.has(TaskKind.DELETE, id, keeperId) &&
           countingReplicas(this.judge, id, owner.chunk.replicas).length < owner.replication && !this.copying.has(id)) {
         await this.ctx.commit({ type: 'update-replicas', chunkId: id, add: [keeperId], remove: [], mtime: this.now() });
         adopted++;

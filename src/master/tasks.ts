@@ -37,6 +37,8 @@ export class TaskBook {
   private readonly deletesByKeeper = new Map<string, number>();
   /** `${kind}:${chunkId}:${keeperId}`: one task of a kind per chunk and keeper at a time. */
   private readonly keys = new Set<string>();
+  /** `${chunkId}:${targetId}` of every open COPY. */
+  private readonly copyTargets = new Set<string>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -60,6 +62,11 @@ export class TaskBook {
 
   has(kind: TaskKindValue, chunkId: string, keeperId: string): boolean {
     return this.keys.has(keyOf(kind, chunkId, keeperId));
+  }
+
+  /** True while a COPY of the chunk to this keeper is open: a delete there now could hit the new copy. */
+  copyingTo(chunkId: string, keeperId: string): boolean {
+    return this.copyTargets.has(`${chunkId}:${keeperId}`);
   }
 
   /** COPY tasks the keeper takes part in, as source or target. */
@@ -130,7 +137,12 @@ export class TaskBook {
     };
     if (task.kind === TaskKind.COPY) {
       bump(this.copiesByKeeper, task.keeperId);
-      if (task.targetId !== undefined) bump(this.copiesByKeeper, task.targetId);
+      if (task.targetId !== undefined) {
+        bump(this.copiesByKeeper, task.targetId);
+        const target = `${task.chunkId}:${task.targetId}`;
+        if (delta > 0) this.copyTargets.add(target);
+        else this.copyTargets.delete(target);
+      }
     } else if (task.kind === TaskKind.DELETE) {
       bump(this.deletesByKeeper, task.keeperId);
     }
