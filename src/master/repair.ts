@@ -328,14 +328,18 @@ export class RepairScheduler {
     await this.dropReplicas(chunkId, drop, 'trimmed');
   }
 
-  /** The `n` replicas to give up first: on the fullest keepers, the ones that were away most recently last. */
+  /**
+   * The `n` replicas to give up first: those on keepers refusing writes (disk errors, full, draining
+   * or in maintenance), then those on the fullest keepers.
+   */
   private leastHealthy(keepers: readonly string[], n: number): string[] {
     const view = new Map(this.ctx.placementView().map((k) => [k.id, k]));
-    const fill = (id: string) => {
+    const badness = (id: string) => {
       const k = view.get(id);
-      return k === undefined || k.capacity === 0 ? 2 : k.used / k.capacity;
+      if (k === undefined || k.capacity === 0) return 3;
+      return (k.acceptingWrites ? 0 : 1) + k.used / k.capacity;
     };
-    return keepers.slice().sort((a, b) => fill(b) - fill(a) || (a < b ? -1 : 1)).slice(0, n);
+    return keepers.slice().sort((a, b) => badness(b) - badness(a) || (a < b ? -1 : 1)).slice(0, n);
   }
 
   private async dropReplicas(chunkId: string, keepers: readonly string[], why: string): Promise<void> {
