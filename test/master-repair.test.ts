@@ -9,6 +9,7 @@ import { RepairScheduler } from '../src/master/repair.js';
 import { GarbageCollector } from '../src/master/garbage-collector.js';
 import { scheduleBalance } from '../src/master/balancer.js';
 import { fsck, type FileReport } from '../src/master/fsck.js';
+import { modeAt } from '../src/master/replica-health.js';
 import type { Entry } from '../src/master/entries.js';
 import type { KeeperState } from '../src/master/placement.js';
 import { TaskKind } from '../src/protocol/ops.js';
@@ -47,7 +48,7 @@ function sim(keepers = ['k1', 'k2', 'k3', 'k4'], options: { graceMs?: number } =
   };
   const view = (): KeeperState[] => state.keepers().map((k) => ({
     id: k.id, zone: k.zone, capacity: k.capacity, used: used.get(k.id) ?? 0, load: 0,
-    alive: alive.has(k.id), acceptingWrites: state.keeperMode(k.id).mode === 'normal',
+    alive: alive.has(k.id), acceptingWrites: modeAt(state.keeperMode(k.id), clock.t).mode === 'normal',
   }));
   const repair: RepairScheduler = new RepairScheduler({
     state, commit, log: () => {}, now: () => clock.t, placementView: view,
@@ -387,4 +388,20 @@ test('a copy never races a deletion of the same chunk on the same keeper', async
   s.state.apply({ type: 'mark-garbage', chunks: [{ id: other!, keepers: ['k1'] }], mtime: 0 });
   await s.gc.tick();
   assert.equal(s.repair.tasks.has(TaskKind.DELETE, other!, 'k1'), false);
+});
+
+test('a maintenance window that runs out with the keeper up makes it normal again: it takes copies and new chunks', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4']);
+  s.state.apply({ type: 'keeper-mode', id: 'k4', mode: 'maintenance', until: s.clock.t + 5000 });
+  const [id] = s.put('/f', 1);
+  s.alive.delete('k1');
+  s.repair.keeperDied('k1');
+  await s.repair.tick();
+  assert.equal((await s.run()).length, 0, 'k4 in maintenance takes no copies');
+  s.clock.t += 6000;
+  await s.repair.tick();
+  const [copy] = await s.run();
+  assert.equal(copy?.targetId, 'k4', 'the window is over: k4 is a target again');
+  assert.ok(s.state.chunkOwner(id!)!.chunk.replicas.includes('k4'));
+  assert.equal(s.repair.judge.mode('k4').mode, 'normal');
 });

@@ -11,7 +11,7 @@ import { DfsError } from '../wire/errors.js';
 import type { Entry } from './entries.js';
 import type { MetadataState } from './namespace.js';
 import { placeReplicas, type KeeperState } from './placement.js';
-import { countingReplicas, inMaintenance, readableReplicas, type ReplicaJudge } from './replica-health.js';
+import { countingReplicas, inMaintenance, modeAt, readableReplicas, type ReplicaJudge } from './replica-health.js';
 import { TaskBook, type Task } from './tasks.js';
 
 export interface RepairOptions {
@@ -107,7 +107,7 @@ export class RepairScheduler {
 
   readonly judge: ReplicaJudge = {
     isAlive: (k) => this.ctx.alive(k),
-    mode: (k) => this.ctx.state.keeperMode(k),
+    mode: (k) => modeAt(this.ctx.state.keeperMode(k), this.now()),
     corruptOn: (id) => this.corrupt.get(id),
     now: () => this.now(),
   };
@@ -501,7 +501,7 @@ export class RepairScheduler {
       if (state.isUploading(id)) continue;
       const owner = state.chunkPlacement(id);
       if (owner !== undefined && owner.chunk.replicas.includes(keeperId)) continue;
-      if (owner !== undefined && this.ctx.alive(keeperId) && state.keeperMode(keeperId).mode === 'normal' &&
+      if (owner !== undefined && this.ctx.alive(keeperId) && this.judge.mode(keeperId).mode === 'normal' &&
           !this.tasks.has(TaskKind.DELETE, id, keeperId) &&
           countingReplicas(this.judge, id, owner.chunk.replicas).length < owner.replication && !this.copying.has(id)) {
         await this.ctx.commit({ type: 'update-replicas', chunkId: id, add: [keeperId], remove: [], mtime: this.now() });

@@ -3,6 +3,15 @@
 
 import type { KeeperModeInfo } from './state-types.js';
 
+
+/**
+ * A keeper's mode as it stands at `now`: a maintenance window that has run out is normal again,
+ * whatever the journal still says (an operator need not remember to end it).
+ */
+export function modeAt(recorded: KeeperModeInfo, now: number): KeeperModeInfo {
+  return recorded.mode === 'maintenance' && recorded.until <= now ? { id: recorded.id, mode: 'normal', until: 0 } : recorded;
+}
+
 export interface ReplicaJudge {
   isAlive(keeperId: string): boolean;
   mode(keeperId: string): KeeperModeInfo;

@@ -17,6 +17,7 @@ import { RepairScheduler } from './repair.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { scheduleBalance } from './balancer.js';
 import { fsck, type FileReport } from './fsck.js';
+import { modeAt } from './replica-health.js';
 import type { KeeperState } from './placement.js';
 import type { KeeperModeName } from './entries.js';
 import { MetadataState } from './namespace.js';
@@ -115,7 +116,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
 
   /** Keepers that may take new chunks: alive, accepting writes, and neither draining nor in maintenance. */
   const placementKeepers = (): KeeperState[] => keepers.placementView().map((k) =>
-    state.keeperMode(k.id).mode === 'normal' ? k : { ...k, acceptingWrites: false });
+    modeAt(state.keeperMode(k.id), Date.now()).mode === 'normal' ? k : { ...k, acceptingWrites: false });
 
   // After a restart every keeper looks dead until it reports: no repair decisions until they had time to.
   const repair: RepairScheduler = new RepairScheduler({
@@ -260,7 +261,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   rpc.register(STATUS, () => {
     noticeDeaths();
     const stats = state.stats();
-    const modeOf = (id: string) => state.keeperMode(id);
+    const modeOf = (id: string) => modeAt(state.keeperMode(id), Date.now());
     const body = encodeRecord(STATUS_BODY, {
       keepers: keepers.all().map((k) => ({
         id: k.id, address: k.address, zone: k.zone, alive: k.alive, capacity: k.capacity, used: k.used, chunks: k.chunks,
