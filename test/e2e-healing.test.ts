@@ -285,3 +285,19 @@ test('dfs balance moves replicas onto a new, empty keeper, copying before droppi
   }, 60_000);
   for (const [p, data] of files) assert.ok((await readBack(client, p)).equals(data));
 });
+
+test('a put right after the master restarts waits for the keepers to report in instead of failing', { timeout: 120_000 }, async (t) => {
+  const cluster = await startCluster({ keepers: 3, deadAfterMs: 3000 });
+  t.after(() => cluster.stop());
+  const { client } = cluster;
+  const rng = createRng(12);
+  const before = rng.bytes(CHUNK + 5);
+  await client.put('/before', before, { chunkSize: CHUNK });
+  await cluster.restartMaster();
+  // The master knows three keepers from its metadata, none has reported yet: the writer waits.
+  const after = rng.bytes(CHUNK * 2 + 9);
+  await client.put('/after', after, { chunkSize: CHUNK });
+  assert.ok((await readBack(client, '/after')).equals(after));
+  assert.ok((await readBack(client, '/before')).equals(before));
+  assert.equal((await client.stat('/after')).chunks.every((c) => c.replicas.length >= 2), true);
+});

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { call, readAll } from '../transport/index.js';
 import { DfsError, type ErrorCode } from '../wire/errors.js';
 import { ABORT_UPLOAD, ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, WRITE_CHUNK } from '../protocol/ops.js';
-import { encodeRecord } from '../wire/fields.js';
+import { encodeRecord, type Decoded } from '../wire/fields.js';
 import { sha256Hex } from '../workers/digest.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { chunkSource, checkChunkSize, checkSource, DEFAULT_CHUNK_SIZE, type UploadSource } from './chunker.js';
@@ -152,11 +152,7 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
     throwIfCancelled(signal, `put ${job.path} was cancelled`);
     let allocated;
     try {
-      allocated = await ctx.master.call(
-        ALLOCATE_CHUNK,
-        { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) },
-        { signal },
-      );
+      allocated = await allocateWhenReady(ctx, { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) }, signal);
     } catch (err) {
       // Out of keepers because the ones left said they are full: that is a full cluster, and says so.
       if (err instanceof DfsError && err.code === 'NOT_ENOUGH_KEEPERS' && full.size > 0) {
@@ -213,6 +209,23 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
     await pause(attempt, signal);
   }
   throw new DfsError(lastCode, `${what}: could not store ${job.minReplicas} replicas in ${CHUNK_WRITE_ATTEMPTS} attempts: ${attempts.join(' | ')}`, { retriable: true });
+}
+
+/** How long a writer waits for a master that has just started and is still hearing from its keepers. */
+export const MASTER_WARMUP_WAIT_MS = 15_000;
+
+/** ALLOCATE_CHUNK, waiting out UNAVAILABLE from a master whose keepers are still reporting in. */
+async function allocateWhenReady(ctx: UploadContext, request: Decoded<typeof ALLOCATE_CHUNK.request>, signal: AbortSignal) {
+  const until = Date.now() + MASTER_WARMUP_WAIT_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ctx.master.call(ALLOCATE_CHUNK, request, { signal });
+    } catch (err) {
+      if (!(err instanceof DfsError && err.code === 'UNAVAILABLE') || Date.now() >= until) throw err;
+      await sleep(backoffMs(attempt, 100, 1000), undefined, { signal }).catch(() => {});
+      throwIfCancelled(signal, 'put was cancelled');
+    }
+  }
 }
 
 async function pause(attempt: number, signal: AbortSignal): Promise<void> {

@@ -220,11 +220,25 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   rpc.register(ALLOCATE_CHUNK, async ({ request }) => {
     const upload = state.upload(request.uploadId);
     if (!upload) throw new DfsError('NOT_FOUND', `upload ${request.uploadId} is not open (aborted, committed or never begun)`);
-    const placed = placeReplicas({
-      keepers: placementKeepers(), replication: upload.replication, chunkSize: request.size,
-      random: Math.random, exclude: request.exclude ?? [],
-    });
+    let placed: string[] = [];
+    let refusal: unknown = null;
+    try {
+      placed = placeReplicas({
+        keepers: placementKeepers(), replication: upload.replication, chunkSize: request.size,
+        random: Math.random, exclude: request.exclude ?? [],
+      });
+    } catch (err) {
+      refusal = err;
+    }
     const needed = Math.min(minReplicas, upload.replication);
+    const unheard = state.keepers().filter((k) => !keepers.isAlive(k.id)).length;
+    if (placed.length < needed && unheard > 0 && Date.now() < startedAt + 2 * deadAfterMs) {
+      // Just started: keepers registered in the journal have not all reported yet. Worth a retry.
+      throw new DfsError('UNAVAILABLE',
+        `the master started ${Date.now() - startedAt} ms ago and its keepers are still reporting in ` +
+        `(${keepers.all().filter((k) => k.alive).length} of ${state.keepers().length} so far); retry in a moment`);
+    }
+    if (refusal !== null) throw refusal;
     if (placed.length < needed) {
       const alive = keepers.all().filter((k) => k.alive).length;
       throw new DfsError('NOT_ENOUGH_KEEPERS',
