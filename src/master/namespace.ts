@@ -30,9 +30,10 @@ import {
   type RenameEntry,
   type UpdateReplicasEntry,
 } from './entries.js';
-import { checkPath, isSameOrBelow, joinNames, parentPath, pathProblem, splitPath } from './paths.js';
+import { isUtf8 } from 'node:buffer';
+import { checkPath, isSameOrBelow, joinNames, MAX_NAME_BYTES, parentPath, pathProblem, splitPath } from './paths.js';
 import { ChunkTable } from './chunk-table.js';
-import { FileTable } from './file-table.js';
+import { Children, FileTable } from './file-table.js';
 import type { CheckpointReader, CheckpointWriter } from './checkpoint-format.js';
 
 import type {
@@ -72,12 +73,14 @@ export const SNAPSHOT_VERSION = 1;
 
 // ---- internal state --------------------------------------------------------------------------
 
-interface DirNode {
-  readonly kind: 'dir';
-  name: string;
-  parent: DirNode | null;
-  mtime: number;
-  readonly children: Map<string, Node>;
+class DirNode {
+  readonly kind = 'dir';
+  /** Subdirectories by name; files by name through the file table, which holds their names. */
+  readonly children: Children<DirNode>;
+
+  constructor(public name: string, public parent: DirNode | null, public mtime: number, files: FileTable<DirNode>) {
+    this.children = new Children(files, this);
+  }
 }
 
 /** A directory, or a committed file as its slot in the file table. */
@@ -103,6 +106,8 @@ interface GarbageRecord {
 
 type Mutation<R> = () => R;
 
+const NO_REPLICAS: readonly number[] = [];
+
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const byKey = <K extends string>(key: K) => (a: Record<K, string>, b: Record<K, string>) =>
   a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0;
@@ -112,7 +117,6 @@ function freezeChunk(id: string, size: number, sha256: string, replicas: readonl
 }
 
 export class MetadataState {
-  private readonly root: DirNode = { kind: 'dir', name: '', parent: null, mtime: 0, children: new Map() };
   private readonly uploadsById = new Map<string, Upload>();
   private readonly keepersById = new Map<string, KeeperRecord>();
   private readonly garbageById = new Map<string, GarbageRecord>();
@@ -122,6 +126,7 @@ export class MetadataState {
   private readonly chunkTable = new ChunkTable();
   /** Every committed file, by slot; directories' `children` map names to these slots. */
   private readonly fileTable = new FileTable<DirNode>();
+  private readonly root = new DirNode('', null, 0, this.fileTable);
   /** Every chunk allocated to a pending upload. */
   private readonly uploadChunks = new Map<string, Upload>();
   private dirCount = 1;
@@ -211,7 +216,7 @@ export class MetadataState {
       let parent = top;
       parent.mtime = mtime;
       for (let i = from; i < names.length; i++) {
-        const child: DirNode = { kind: 'dir', name: names[i], parent, mtime, children: new Map() };
+        const child = new DirNode(names[i], parent, mtime, this.fileTable);
         parent.children.set(child.name, child);
         created.push(joinNames(names, i + 1));
         parent = child;
@@ -305,7 +310,7 @@ export class MetadataState {
     return () => {
       let garbageChunks = 0;
       if (old !== undefined) garbageChunks += this.dropFile(old, mtime);
-      const file = this.fileTable.add(name, parent, mtime, size, upload.replication, upload.chunkSize, upload.uploadId);
+      const file = this.fileTable.add(name, parent.children.key, mtime, size, upload.replication, upload.chunkSize, upload.uploadId);
       const keepers = this.chunkTable.keepers;
       this.fileTable.setChunks(file, e.chunks.map((c) =>
         this.chunkTable.add(c.id, c.size, c.sha256, c.replicas.map((k) => keepers.intern(k)), file)));
@@ -395,7 +400,7 @@ export class MetadataState {
       if (target !== undefined) garbageChunks = this.dropTree(target, mtime).garbageChunks;
       srcParent.children.delete(srcName);
       if (isFile(node)) {
-        this.fileTable.move(node, dstName, dstParent);
+        this.fileTable.move(node, dstName, dstParent.children.key);
       } else {
         node.name = dstName;
         node.parent = dstParent;
@@ -600,6 +605,7 @@ export class MetadataState {
     let dirs = 0;
     let garbageChunks = 0;
     const stack: Node[] = [top];
+    const released: DirNode[] = [];
     while (stack.length > 0) {
       const node = stack.pop()!;
       if (isFile(node)) {
@@ -607,9 +613,12 @@ export class MetadataState {
         files++;
       } else {
         for (const child of node.children.values()) stack.push(child);
+        released.push(node);
         dirs++;
       }
     }
+    // Only now: a dropped file leaves its directory's list, which needs the directory known.
+    for (const dir of released) dir.children.release();
     this.dirCount -= dirs;
     return { files, dirs, garbageChunks };
   }
@@ -857,8 +866,7 @@ export class MetadataState {
     w.num(this.root.mtime);
     const dirs: DirNode[] = [this.root];
     for (let i = 0; i < dirs.length; i++) {
-      for (const [name, child] of dirs[i].children) {
-        if (isFile(child)) continue;
+      for (const [name, child] of dirs[i].children.dirs) {
         dirs.push(child);
         w.u32(i);
         w.str(name);
@@ -868,10 +876,11 @@ export class MetadataState {
     const f = this.fileTable;
     const t = this.chunkTable;
     for (let i = 0; i < dirs.length; i++) {
-      for (const [name, file] of dirs[i].children) {
-        if (!isFile(file)) continue;
+      for (const file of dirs[i].children.fileSlots()) {
         w.u32(i);
-        w.str(name);
+        const name = f.rawName(file);
+        w.u32(name.length);
+        w.raw(name);
         w.num(f.mtime(file));
         w.num(f.size(file));
         w.u8(f.replication(file));
@@ -945,12 +954,21 @@ export class MetadataState {
       if (name.length === 0 || name.includes('/') || name === '.' || name === '..') r.bad(`entry name ${JSON.stringify(name)} is not valid`);
       if (dir.children.has(name)) r.bad(`${name} appears twice in ${st.pathOf(dir)}`);
     };
+    const checkRawName = (dir: DirNode, src: Buffer, at: number, len: number) => {
+      const name = () => src.toString('utf8', at, at + len);
+      for (let i = at; i < at + len; i++) if (src[i] === 0x2f) r.bad(`entry name ${JSON.stringify(name())} is not valid`);
+      if (src[at] === 0x2e && (len === 1 || (len === 2 && src[at + 1] === 0x2e))) r.bad(`entry name ${JSON.stringify(name())} is not valid`);
+      if (!isUtf8(src.subarray(at, at + len))) r.bad(`entry name ${JSON.stringify(name())} is not UTF-8`);
+      if (st.fileTable.findRaw(dir.children.key, src, at, len) >= 0 || (dir.children.dirs.size > 0 && dir.children.dirs.has(name()))) {
+        r.bad(`${name()} appears twice in ${st.pathOf(dir)}`);
+      }
+    };
     const parentAt = (i: number) => (i < dirs.length ? dirs[i] : r.bad(`directory index ${i} is not known yet`));
     for (let n = 0; n < dirCount; n++) {
       const parent = parentAt(r.u32());
       const name = r.str();
       checkName(parent, name);
-      const dir: DirNode = { kind: 'dir', name, parent, mtime: int(r.num(), 'mtime'), children: new Map() };
+      const dir = new DirNode(name, parent, int(r.num(), 'mtime'), st.fileTable);
       parent.children.set(name, dir);
       dirs.push(dir);
     }
@@ -960,13 +978,19 @@ export class MetadataState {
     const slots: number[] = [];
     for (let n = 0; n < fileCount; n++) {
       const parent = parentAt(r.u32());
-      const name = r.str();
-      checkName(parent, name);
-      const mtime = int(r.num(), 'mtime');
-      const size = int(r.num(), 'size');
-      const replication = int(r.u8(), 'replication', 1, MAX_REPLICATION);
-      const chunkSize = int(r.u32(), 'chunk size', 1, MAX_CHUNK_SIZE);
-      const file = st.fileTable.add(name, parent, mtime, size, replication, chunkSize, r.hex(16));
+      // The name, mtime (8), size (8), replication (1), chunk size (4) and upload id (16) in one
+      // read, and the name copied as bytes: loading a million files makes no string per file.
+      const nameLen = r.u32();
+      if (nameLen === 0 || nameLen > MAX_NAME_BYTES) r.bad(`a file name of ${nameLen} bytes is not valid`);
+      const at = r.raw(nameLen + 37);
+      const buf = r.buffer;
+      const fixed = at + nameLen;
+      checkRawName(parent, buf, at, nameLen);
+      const mtime = int(buf.readDoubleLE(fixed), 'mtime');
+      const size = int(buf.readDoubleLE(fixed + 8), 'size');
+      const replication = int(buf[fixed + 16], 'replication', 1, MAX_REPLICATION);
+      const chunkSize = int(buf.readUInt32LE(fixed + 17), 'chunk size', 1, MAX_CHUNK_SIZE);
+      const file = st.fileTable.addRaw(buf, at, nameLen, parent.children.key, mtime, size, replication, chunkSize, fixed + 21);
       slots.length = 0;
       let total = 0;
       for (let c = r.u32(); c > 0; c--) {
@@ -976,7 +1000,7 @@ export class MetadataState {
         const chunkBytes = int(buf.readUInt32LE(idAt + 16), 'chunk size', 1, chunkSize);
         const shaAt = idAt + 20;
         if (t.hasRaw(buf, idAt)) r.bad(`chunk ${buf.toString('hex', idAt, idAt + 16)} appears twice`);
-        const slot = t.addRaw(buf, idAt, shaAt, chunkBytes, [], file);
+        const slot = t.addRaw(buf, idAt, shaAt, chunkBytes, NO_REPLICAS, file);
         replicas.length = 0;
         for (let k = r.u8(); k > 0; k--) {
           const keeper = r.u16();
@@ -987,9 +1011,9 @@ export class MetadataState {
         slots.push(slot);
         total += chunkBytes;
       }
-      if (total !== size) r.bad(`${name}: chunks hold ${total} bytes but the file has ${size}`);
+      if (total !== size) r.bad(`${st.fileTable.name(file)}: chunks hold ${total} bytes but the file has ${size}`);
       st.fileTable.setChunks(file, slots);
-      parent.children.set(name, file);
+      st.fileTable.link(file);
       st.byteCount += size;
     }
     st.fileCount = fileCount;
@@ -1090,7 +1114,7 @@ export class MetadataState {
         const where = `checkpoint ${path}`;
         const mtime = fieldInt(where, o, 'mtime', 0);
         if (o.type === 'dir') {
-          const sub: DirNode = { kind: 'dir', name, parent: dir, mtime, children: new Map() };
+          const sub = new DirNode(name, dir, mtime, this.fileTable);
           dir.children.set(name, sub);
           this.dirCount++;
           stack.push([sub, o.children]);
@@ -1098,7 +1122,7 @@ export class MetadataState {
           const size = fieldInt(where, o, 'size', 0);
           const replication = fieldInt(where, o, 'replication', 1, MAX_REPLICATION);
           const chunkSize = fieldInt(where, o, 'chunkSize', 1, MAX_CHUNK_SIZE);
-          const file = this.fileTable.add(name, dir, mtime, size, replication, chunkSize, fieldId(where, o, 'uploadId'));
+          const file = this.fileTable.add(name, dir.children.key, mtime, size, replication, chunkSize, fieldId(where, o, 'uploadId'));
           const slots: number[] = [];
           let total = 0;
           for (const c of asArray(`${where} chunks`, o.chunks)) {
