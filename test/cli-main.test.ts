@@ -72,12 +72,16 @@ test('the operator\'s commands refuse bad arguments with one line and exit 2, be
   const cases: [string[], RegExp][] = [
     [['keeper', 'drain'], /dfs keeper drain needs the keeper: dfs keeper drain ID/],
     [['keeper', 'maintenance', 'k1', '--for', 'soon'], /--for 'soon' is not a duration/],
-    [['keeper', 'maintenance', 'k1', '--for', '10ms'], /--for must be at least 1s/],
+    [['keeper', 'maintenance', 'k1', '--for', '10ms'], /--for must be from 1s to 7d/],
     [['keeper', 'drain', 'k1', '--for', '1h'], /--for applies to maintenance only/],
     [['balance', '--threshold', '-3'], /--threshold/],
     [['balance', '--threshold', '101'], /--threshold must be a whole percentage from 0 to 100/],
     [['fsck', 'a', 'b'], /too many arguments/],
     [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--gc-grace', 'tomorrow'], /--gc-grace 'tomorrow' is not a duration/],
+    [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--gc-grace', '5'], /--gc-grace '5' needs a unit: 5ms, 5s, 5m or 5h/],
+    [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--dead-after', '2h'], /--dead-after 2h is outside 100ms\.\.3600s/],
+    [['keeper', 'maintenance', 'k1', '--for', '99999h'], /--for must be from 1s to 7d/],
+    [['keeper', 'frobnicate', 'k1'], /unknown action 'frobnicate'/],
   ];
   for (const [args, message] of cases) {
     const r = await dfs(args, env);

@@ -506,6 +506,8 @@ ${MASTER_HELP}`,
 
 /** The operator's keeper commands, `dfs keeper ACTION ID`, as opposed to running one. */
 export const KEEPER_ACTIONS: Record<string, KeeperModeName> = { maintenance: 'maintenance', drain: 'draining', normal: 'normal' };
+/** Longest maintenance window: a keeper away for longer should be drained instead. */
+const MAX_MAINTENANCE_MS = 7 * 24 * 3600 * 1000;
 
 export const keeperAdmin: Command = {
   summary: 'put a keeper in maintenance, drain it, or return it to normal',
@@ -525,17 +527,21 @@ address, as dfs status shows them.
   --for DURATION       maintenance window, such as 10m or 2h (default 30m)
 ${MASTER_HELP}`,
   async run(argv, io) {
-    const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 0, 2);
+    const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 1, 2);
     if (values.help) return help(io, this);
-    if (positionals.length < 2) {
-      throw new DfsError('INVALID_ARGUMENT', `dfs keeper ${positionals[0] ?? 'ACTION'} needs the keeper: dfs keeper ${positionals[0] ?? 'maintenance|drain|normal'} ID (ids are in dfs status)`);
-    }
-    const [action, ref] = positionals as [string, string];
+    const [action, ref] = positionals as [string, string | undefined];
     const mode = KEEPER_ACTIONS[action];
-    if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper ${action}: unknown action; use maintenance, drain or normal`);
+    if (mode === undefined) {
+      throw new DfsError('INVALID_ARGUMENT', `unknown action '${action}': use dfs keeper maintenance|drain|normal ID, or dfs keeper --master ... to run a keeper`);
+    }
+    if (ref === undefined) {
+      throw new DfsError('INVALID_ARGUMENT', `dfs keeper ${action} needs the keeper: dfs keeper ${action} ID (ids are in dfs status)`);
+    }
     if (values.for !== undefined && mode !== 'maintenance') throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
     const durationMs = values.for === undefined ? 0 : parseDuration(values.for as string, '--for');
-    if (values.for !== undefined && durationMs < 1000) throw new DfsError('INVALID_ARGUMENT', `--for must be at least 1s, got ${values.for}`);
+    if (values.for !== undefined && (durationMs < 1000 || durationMs > MAX_MAINTENANCE_MS)) {
+      throw new DfsError('INVALID_ARGUMENT', `--for must be from 1s to 7d, got ${values.for}; a longer absence is a drain`);
+    }
     const r = await withClient(values, io, (client) => client.keeperMode(ref, mode, { durationMs, signal: io.signal }));
     const what = r.mode === 'maintenance' ? `in maintenance until ${new Date(r.until).toISOString()}` :
       r.mode === 'draining' ? (r.drained ? 'drained: safe to remove' : 'draining; dfs status shows when it is safe to remove') : 'back to normal';

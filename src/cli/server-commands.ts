@@ -20,11 +20,18 @@ function untilStopped(signal: AbortSignal): Promise<void> {
   return new Promise((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
 }
 
+/** A duration option within bounds, in ms; a bare number is milliseconds, as these options always took. */
+function durationBetween(text: string, what: string, min: number, max: number): number {
+  const ms = parseDuration(text, what, { bareMs: true });
+  if (ms < min || ms > max) throw new DfsError('INVALID_ARGUMENT', `${what} ${text} is outside ${min}ms..${max / 1000}s`);
+  return ms;
+}
+
 const logTo = (io: CliIO, who: string) => (line: string) => io.stderr.write(`${new Date().toISOString()} ${who}: ${line}\n`);
 
 export const master: Command = {
   summary: 'run the master tracker',
-  usage: `dfs master --listen HOST:PORT --data DIR [--dead-after MS] [--min-replicas N]
+  usage: `dfs master --listen HOST:PORT --data DIR [--dead-after DURATION] [--min-replicas N] [--gc-grace DURATION] ...
                   [--checkpoint-entries N] [--checkpoint-bytes BYTES]
 
 Runs the master tracker: namespace, placement and keeper health. Every change is
@@ -34,7 +41,9 @@ at shutdown; a start loads the newest checkpoint and replays the journal after i
 
   --listen HOST:PORT   address to serve on (port 0 picks a free one)
   --data DIR           metadata directory (created if missing)
-  --dead-after MS      a keeper silent this long is dead (default 3000)
+  --dead-after DURATION
+                       a keeper silent this long is dead, such as 3s; a bare
+                       number is milliseconds (default 3s)
   --min-replicas N     durable replicas a chunk write needs (default 2)
   --gc-grace DURATION  garbage waits this long before keepers delete it (default 10m)
   --upload-timeout DURATION
@@ -65,7 +74,7 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
     const listen = parseAddress(required('master', values, 'listen'), '--listen');
     const handle = await startMaster({
       host: listen.host, port: listen.port, dataDir: resolve(required('master', values, 'data')),
-      deadAfterMs: values['dead-after'] ? parseIntOption(values['dead-after'] as string, '--dead-after', 100, 3_600_000) : undefined,
+      deadAfterMs: values['dead-after'] ? durationBetween(values['dead-after'] as string, '--dead-after', 100, 3_600_000) : undefined,
       minReplicas: values['min-replicas'] ? parseIntOption(values['min-replicas'] as string, '--min-replicas', 1, 16) : undefined,
       gcGraceMs: duration('gc-grace'),
       uploadTimeoutMs: duration('upload-timeout'),
@@ -119,7 +128,8 @@ maintenance or drain it, see dfs keeper maintenance --help.
   --scrub-every DURATION    least time from the start of one pass over every chunk to the
                             next, such as 10s or 1h (default 1m)`,
   async run(argv, io) {
-    if (argv[0] !== undefined && argv[0] in KEEPER_ACTIONS) return keeperAdmin.run(argv, io);
+    // `dfs keeper WORD ...` is an operator's command about a running keeper, not a keeper to run.
+    if (argv[0] !== undefined && !argv[0].startsWith('-')) return keeperAdmin.run(argv, io);
     const { values } = parseCommandArgs('keeper', argv, {
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
       reserve: { type: 'string' }, 'task-concurrency': { type: 'string' }, 'task-queue': { type: 'string' },

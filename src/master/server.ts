@@ -137,7 +137,8 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const all = state.keepers();
     const exact = all.find((k) => k.id === ref || k.address === ref);
     if (exact) return exact.id;
-    const matches = ref.length >= 4 ? all.filter((k) => k.id.startsWith(ref)) : [];
+    if (ref.length < 4) throw new DfsError('INVALID_ARGUMENT', `keeper ${ref}: give the whole id, its address, or a prefix of at least 4 characters`);
+    const matches = all.filter((k) => k.id.startsWith(ref));
     if (matches.length === 1) return matches[0]!.id;
     if (matches.length > 1) throw new DfsError('INVALID_ARGUMENT', `keeper ${ref} is ambiguous: ${matches.length} keeper ids start with it`);
     throw new DfsError('NOT_FOUND', `keeper ${ref}: no registered keeper has this id or address`);
