@@ -488,7 +488,7 @@ test('status lists keepers with their state and space, then totals over the live
   assert.match(lines[3]!, /^k3 +10\.0\.0\.3:7001 +c +alive, drained: safe to remove/);
   assert.match(text, /keepers: 2 alive, 1 dead/);
   assert.match(text, /files: 2, chunks: 5/);
-  assert.match(text, /replication: 2 chunk\(s\) under-replicated, 1 missing; repairs in flight 1, 7 repaired, 1\.0 MiB\/s; garbage 3/);
+  assert.match(text, /replication: 2 chunk\(s\) under-replicated, 1 missing; copies in flight 1, 7 repaired, 1\.0 MiB\/s; garbage 3/);
   assert.equal(formatStatus({ files: 0, chunks: 0, ...health, keepers: [] }).startsWith('keepers: 0 alive'), true);
 });
 

@@ -405,3 +405,28 @@ test('a maintenance window that runs out with the keeper up makes it normal agai
   assert.ok(s.state.chunkOwner(id!)!.chunk.replicas.includes('k4'));
   assert.equal(s.repair.judge.mode('k4').mode, 'normal');
 });
+
+test('trims after a keeper returns spread over the holders instead of emptying one of them', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4']);
+  const ids = s.put('/f', 40, ['k1', 'k2', 'k3']);
+  // Copies made to k4 while k1 was away; k1 is back, so every chunk has one replica too many.
+  for (const id of ids) await s.commit({ type: 'update-replicas', chunkId: id, add: ['k4'], remove: [], mtime: s.clock.t });
+  await s.repair.tick();
+  const kept = new Map<string, number>();
+  for (const id of ids) {
+    const replicas = s.state.chunkOwner(id)!.chunk.replicas;
+    assert.equal(replicas.length, 3);
+    for (const k of replicas) kept.set(k, (kept.get(k) ?? 0) + 1);
+  }
+  for (const k of ['k1', 'k2', 'k3', 'k4']) assert.ok((kept.get(k) ?? 0) >= 20, `${k} keeps ${kept.get(k)} of 40`);
+});
+
+test('balancing fills a keeper far below the mean even when none is far above it', () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4']);
+  s.put('/f', 8, ['k1', 'k2', 'k3']);
+  for (const k of ['k1', 'k2', 'k3']) s.used.set(k, 130 << 20); // about 12.7% each; k4 empty, mean 9.5%
+  const view = s.state.keepers().map((k) => ({ id: k.id, zone: k.zone, capacity: k.capacity, used: s.used.get(k.id)!, load: 0, alive: true, acceptingWrites: true }));
+  const moves = scheduleBalance({ state: s.state, repair: s.repair, keepers: view, thresholdPercent: 5, maxMoves: 10 });
+  assert.ok(moves > 0);
+  assert.ok(s.repair.tasks.takeFor('k1', 10).concat(s.repair.tasks.takeFor('k2', 10), s.repair.tasks.takeFor('k3', 10)).every((t) => t.targetId === 'k4'));
+});

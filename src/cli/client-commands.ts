@@ -480,7 +480,7 @@ export function formatStatus(status: ClusterStatus): string {
     `capacity: ${formatBytes(t.capacity)}, used ${formatBytes(t.used)} (${percent(t.used, t.capacity)}) on live keepers`,
     `files: ${status.files}, chunks: ${status.chunks}`,
     `replication: ${status.underReplicated} chunk(s) under-replicated, ${status.missing} missing; ` +
-      `repairs in flight ${status.repairsInFlight}, ${status.repaired} repaired, ${formatBytes(status.repairBytesPerS)}/s; ` +
+      `copies in flight ${status.repairsInFlight}, ${status.repaired} repaired, ${formatBytes(status.repairBytesPerS)}/s; ` +
       `garbage ${status.garbage} chunk(s)`,
   ];
   return `${status.keepers.length > 0 ? `${formatTable(rows, new Set([4, 5, 6, 7]))}\n\n` : ''}${summary.join('\n')}`;
@@ -597,11 +597,12 @@ const balance: Command = {
   summary: 'even out disk use across keepers',
   usage: `dfs balance [--threshold PERCENT]
 
-Schedules moves of replicas from keepers filled more than PERCENT points
-above the cluster's mean to keepers below it (default 10). Each move copies
-first and drops the old replica after, so no chunk loses a replica on the way.
-The moves run in the background at the keepers' repair bandwidth; watch them
-with dfs status.
+Moves replicas from keepers filled more than PERCENT points above the
+cluster's mean to keepers below it, and onto a keeper more than PERCENT points
+below the mean (a new one) from every keeper above it (default 10). Each move
+copies first and drops the old replica after, so no chunk loses a replica on
+the way. Moves run in the background, a batch at a time, at the keepers' repair
+bandwidth, until nothing is left to move; dfs status shows copies in flight.
 
   --threshold N        percentage points of tolerated imbalance, 0..100
 ${MASTER_HELP}`,
@@ -614,7 +615,7 @@ ${MASTER_HELP}`,
       throw new DfsError('INVALID_ARGUMENT', `--threshold must be a whole percentage from 0 to 100, got ${JSON.stringify(text)}`);
     }
     const moves = await withClient(values, io, (client) => client.balance({ thresholdPercent: threshold, signal: io.signal }));
-    io.stdout.write(`${moves} move(s) scheduled\n`);
+    io.stdout.write(`${moves} move(s) scheduled; more follow as they finish, until the keepers are within ${threshold} points of the mean (dfs status shows copies in flight)\n`);
     return 0;
   },
 };

@@ -130,7 +130,9 @@ export async function fetchChunk(ctx: DownloadContext, stat: StatInfo, index: nu
   for (;;) {
     throwIfCancelled(signal, `get ${stat.path} was cancelled`);
     // Chosen afresh after each failure: the loads have moved on while this replica was tried.
-    const replica = replicaOrder(chunk.replicas, index, (a) => ctx.readsInFlight.get(a) ?? 0).find((r) => !tried.has(r.address));
+    // Rotated by the chunk's id as well as its index, so files of one chunk do not all read from the first replica.
+    const rotation = index + (Number.parseInt(chunk.id.slice(0, 6), 16) || 0);
+    const replica = replicaOrder(chunk.replicas, rotation, (a) => ctx.readsInFlight.get(a) ?? 0).find((r) => !tried.has(r.address));
     if (replica === undefined) break;
     tried.add(replica.address);
     ctx.readsInFlight.set(replica.address, (ctx.readsInFlight.get(replica.address) ?? 0) + 1);

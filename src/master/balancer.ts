@@ -25,8 +25,12 @@ export function scheduleBalance(input: BalanceInput): number {
   const fill = (k: KeeperState) => k.used / k.capacity;
   const mean = keepers.reduce((s, k) => s + k.used, 0) / keepers.reduce((s, k) => s + k.capacity, 0);
   const margin = thresholdPercent / 100;
-  const sources = keepers.filter((k) => fill(k) > mean + margin).sort((a, b) => fill(b) - fill(a));
+  // Keepers well above the mean give to those below it; and a keeper well below it (a new, empty
+  // one) takes from every keeper above the mean.
+  let sources = keepers.filter((k) => fill(k) > mean + margin);
   const targets = keepers.filter((k) => fill(k) < mean).sort((a, b) => fill(a) - fill(b));
+  if (sources.length === 0 && targets.some((k) => fill(k) < mean - margin)) sources = keepers.filter((k) => fill(k) > mean);
+  sources.sort((a, b) => fill(b) - fill(a));
   if (sources.length === 0 || targets.length === 0) return 0;
   const zoneOf = new Map(keepers.map((k) => [k.id, k.zone]));
   // Bytes each target may still take before it reaches the mean.

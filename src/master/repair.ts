@@ -6,6 +6,7 @@
 // only after its source reports the target's durable acknowledgement; a replica is dropped only when
 // the chunk has enough others, or when its keeper says it is gone or bad.
 
+import { createHash } from 'node:crypto';
 import { TaskKind } from '../protocol/ops.js';
 import { DfsError } from '../wire/errors.js';
 import type { Entry } from './entries.js';
@@ -323,7 +324,7 @@ export class RepairScheduler {
       (this.judge.mode(k).mode === 'draining' || this.ctx.silentForMs(k) > this.forgetDeadAfterMs ||
         this.corrupt.get(chunkId)?.has(k) === true));
     const extra = counting.length - owner.replication;
-    if (extra > 0) drop.push(...this.leastHealthy(counting, extra));
+    if (extra > 0) drop.push(...this.leastHealthy(chunkId, counting, extra));
     if (drop.length === 0) return;
     await this.dropReplicas(chunkId, drop, 'trimmed');
   }
@@ -332,14 +333,17 @@ export class RepairScheduler {
    * The `n` replicas to give up first: those on keepers refusing writes (disk errors, full, draining
    * or in maintenance), then those on the fullest keepers.
    */
-  private leastHealthy(keepers: readonly string[], n: number): string[] {
+  private leastHealthy(chunkId: string, keepers: readonly string[], n: number): string[] {
     const view = new Map(this.ctx.placementView().map((k) => [k.id, k]));
+    // Fill in steps of 5%: keepers about equally full are equals, and among equals a hash of chunk
+    // and keeper decides, so trims after a keeper returns spread over all holders, not one.
     const badness = (id: string) => {
       const k = view.get(id);
-      if (k === undefined || k.capacity === 0) return 3;
-      return (k.acceptingWrites ? 0 : 1) + k.used / k.capacity;
+      if (k === undefined || k.capacity === 0) return 60;
+      return (k.acceptingWrites ? 0 : 40) + Math.round((k.used / k.capacity) * 20);
     };
-    return keepers.slice().sort((a, b) => badness(b) - badness(a) || (a < b ? -1 : 1)).slice(0, n);
+    const tie = (id: string) => createHash('sha256').update(chunkId).update(id).digest().readUInt32BE(0);
+    return keepers.slice().sort((a, b) => badness(b) - badness(a) || tie(a) - tie(b)).slice(0, n);
   }
 
   private async dropReplicas(chunkId: string, keepers: readonly string[], why: string): Promise<void> {

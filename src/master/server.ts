@@ -74,6 +74,8 @@ const MAX_HEARTBEAT_BODY = 4 * 1024 * 1024;
 /** Largest CHUNK_REPORT page body: 65,536 ids of 32 characters with their field headers. */
 const MAX_REPORT_BODY = 4 * 1024 * 1024;
 const DEFAULT_MAINTENANCE_MS = 30 * 60_000;
+/** Moves scheduled per balancing round; a round runs every 2 s while an operator's balance lasts. */
+const BALANCE_MOVES_PER_ROUND = 64;
 /** A keeper whose heartbeat connection closed and that has not reported again after this is dead. */
 const LOST_CONNECTION_GRACE_MS = 1000;
 const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
@@ -375,12 +377,15 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     });
     return { response: sum, body };
   });
+  const balanceRound = (thresholdPercent: number, maxMoves: number) => scheduleBalance({
+    state, repair, keepers: placementKeepers().filter((k) => k.alive && k.acceptingWrites), thresholdPercent, maxMoves,
+  });
+  /** A balancing run an operator asked for: it goes on, round after round, until nothing is left to move. */
+  let balancing: { thresholdPercent: number; moves: number } | null = null;
   rpc.register(BALANCE, ({ request }) => {
-    const moves = scheduleBalance({
-      state, repair, keepers: placementKeepers().filter((k) => k.alive && k.acceptingWrites),
-      thresholdPercent: request.thresholdPercent, maxMoves: 10_000,
-    });
-    log(`balance: ${moves} move(s) scheduled (threshold ${request.thresholdPercent}%)`);
+    const moves = balanceRound(request.thresholdPercent, BALANCE_MOVES_PER_ROUND);
+    balancing = { thresholdPercent: request.thresholdPercent, moves };
+    log(`balance: ${moves} move(s) scheduled (threshold ${request.thresholdPercent}%); more follow as these finish`);
     return { response: { moves } };
   });
 
@@ -401,13 +406,17 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       await repair.tick();
       // Garbage walks every record: four times less often than repair, which works from events.
       if (round++ % 4 === 0) await gc.tick();
-      if (balanceEvery > 0 && Date.now() - lastBalance >= balanceEvery) {
+      if (balancing !== null && round % 8 === 0) {
+        const moves = balanceRound(balancing.thresholdPercent, BALANCE_MOVES_PER_ROUND);
+        balancing.moves += moves;
+        if (moves === 0 && repair.status().repairsInFlight === 0) {
+          log(`balance: done, ${balancing.moves} replica(s) moved`);
+          balancing = null;
+        }
+      } else if (balanceEvery > 0 && Date.now() - lastBalance >= balanceEvery) {
         lastBalance = Date.now();
         if (repair.status().underReplicated === 0) {
-          const moves = scheduleBalance({
-            state, repair, keepers: placementKeepers().filter((k) => k.alive && k.acceptingWrites),
-            thresholdPercent: options.balanceThresholdPercent ?? 10, maxMoves: 64,
-          });
+          const moves = balanceRound(options.balanceThresholdPercent ?? 10, BALANCE_MOVES_PER_ROUND);
           if (moves > 0) log(`balancer: ${moves} move(s) scheduled`);
         }
       }
