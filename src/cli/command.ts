@@ -85,13 +85,13 @@ export function parseIntOption(text: string, what: string, min: number, max: num
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
- * Parses a duration such as 500ms, 30s, 10m, 2h or 1d. A bare number is refused (is 90 seconds or
- * milliseconds?) unless `bareMs`, for options documented in milliseconds.
+ * Parses a duration such as 500ms, 30s, 10m, 2h or 1d. A bare number other than 0 is refused (is 90
+ * seconds or milliseconds?) unless `bareMs`, for options documented in milliseconds.
  */
 export function parseDuration(text: string, what: string, opts: { bareMs?: boolean } = {}): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (!m) throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' is not a duration such as 500ms, 30s, 10m or 2h`);
-  if (m[2] === undefined && !opts.bareMs) {
+  if (m[2] === undefined && !opts.bareMs && Number(m[1]) !== 0) {
     throw new DfsError('INVALID_ARGUMENT', `${what} '${text}' needs a unit: ${text}ms, ${text}s, ${text}m or ${text}h`);
   }
   const value = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
