@@ -545,7 +545,7 @@ ${MASTER_HELP}`,
     const r = await withClient(values, io, (client) => client.keeperMode(ref, mode, { durationMs, signal: io.signal }));
     const what = r.mode === 'maintenance' ? `in maintenance until ${new Date(r.until).toISOString()}` :
       r.mode === 'draining' ? (r.drained ? 'drained: safe to remove' : 'draining; dfs status shows when it is safe to remove') : 'back to normal';
-    io.stdout.write(`keeper ${ref}: ${what}\n`);
+    io.stdout.write(`keeper ${r.keeperId}: ${what}\n`);
     return 0;
   },
 };

@@ -180,7 +180,7 @@ export class DfsClient {
     const durationMs = options.durationMs ?? 0;
     if (!Number.isSafeInteger(durationMs) || durationMs < 0) throw new DfsError('INVALID_ARGUMENT', `maintenance duration must be a non-negative integer of ms, got ${durationMs}`);
     const { response } = await this.masterLink.call(KEEPER_ADMIN, { keeperId: keeper, mode: value, durationMs }, { signal: options.signal });
-    return { mode: MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
+    return { keeperId: response.keeperId ?? keeper, mode: MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
   }
 
   /** Schedules moves that even out disk use across keepers; returns how many were scheduled. */

@@ -110,6 +110,8 @@ export interface FsckResult {
 }
 
 export interface KeeperModeResult {
+  /** The keeper's whole id. */
+  keeperId: string;
   mode: KeeperModeName;
   /** End of the maintenance window, ms since the epoch; 0 otherwise. */
   until: number;

@@ -364,7 +364,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const until = mode === 'maintenance' ? Date.now() + (request.durationMs || DEFAULT_MAINTENANCE_MS) : 0;
     await commit({ type: 'keeper-mode', id, mode, until });
     log(`keeper ${id}: mode ${mode}${until ? ` until ${new Date(until).toISOString()}` : ''}`);
-    return { response: { mode: request.mode, until, drained: drained(id) } };
+    return { response: { mode: request.mode, until, drained: drained(id), keeperId: id } };
   });
   rpc.register(FSCK, ({ request }) => {
     const path = normalisePath(request.path);

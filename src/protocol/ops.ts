@@ -239,7 +239,11 @@ export const REPORT_CORRUPT = defineOperation({
 export const KEEPER_ADMIN = defineOperation({
   name: 'KEEPER_ADMIN', op: 0x010e, version: 1,
   request: { keeperId: { tag: 1, type: 'string' }, mode: { tag: 2, type: 'u8' }, durationMs: { tag: 3, type: 'u64', optional: true } },
-  response: { mode: { tag: 1, type: 'u8' }, until: { tag: 2, type: 'u64' }, drained: { tag: 3, type: 'bool' } },
+  response: {
+    mode: { tag: 1, type: 'u8' }, until: { tag: 2, type: 'u64' }, drained: { tag: 3, type: 'bool' },
+    /** The keeper's whole id, whatever prefix or address named it. */
+    keeperId: { tag: 4, type: 'string', optional: true },
+  },
 });
 
 /** Body: FSCK_BODY, every file under `path` (only unhealthy ones unless `all`). */
