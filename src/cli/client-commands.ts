@@ -490,8 +490,14 @@ const status: Command = {
   summary: 'show keepers, their space and the cluster totals',
   usage: `dfs status [--json]
 
-Lists every keeper the master knows: address, zone, alive or dead, capacity,
-space used and chunks held; then the totals.
+Lists every keeper the master knows: address, zone, state, capacity, space
+used and chunks held; then the totals. The state is alive or dead (with the
+seconds since its last report), then what applies of: maintenance until a time,
+draining, "drained: safe to remove", full, or the keeper's last disk error.
+The replication line counts chunks below their replication factor (missing
+ones have no live replica), copies between keepers in flight, chunks repaired
+since the master started and the copy rate, and chunks awaiting garbage
+collection.
 
   --json               as JSON
 ${MASTER_HELP}`,
