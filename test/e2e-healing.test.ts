@@ -212,6 +212,17 @@ test('maintenance starts no repair; drain moves every replica off and reports sa
   assert.match(text, /drained: safe to remove/);
   await waitFor('drained keeper emptied on disk', async () => (await chunkFilesOf(cluster, 0)).size === 0, 30_000);
   for (const [p, data] of files) assert.ok((await readBack(client, p)).equals(data));
+  // Safe to remove: stop it and forget it. A running keeper, or one that holds data, is refused.
+  const alive = await runDfs(['keeper', 'forget', drainId], cluster.master.address);
+  assert.equal(alive.code, 2);
+  assert.match(alive.stderr, /is alive: stop it/);
+  const holder = await runDfs(['keeper', 'forget', await keeperIdOf(cluster, 1)], cluster.master.address);
+  assert.equal(holder.code, 2);
+  cluster.keepers[0]!.child.kill('SIGKILL');
+  await waitFor('the drained keeper dead', async () => (await client.status()).keepers.find((k) => k.id === drainId)?.alive === false);
+  const forget = await runDfs(['keeper', 'forget', drainId], cluster.master.address);
+  assert.equal(forget.code, 0, forget.stderr);
+  assert.equal((await client.status()).keepers.some((k) => k.id === drainId), false, 'gone from status');
 
   // A keeper joining a running cluster gets new data.
   const joined = await cluster.startKeeper(4);

@@ -506,6 +506,26 @@ test('mark-garbage records unused copies and skips copies a file or an upload us
   assertRefusedUnchanged(s, { type: 'mark-garbage', mtime: 12, chunks: [] }, 'INVALID_ARGUMENT');
 });
 
+test('forget-keeper removes a keeper that holds nothing, and refuses one that still does', () => {
+  const s = freshState();
+  s.apply({ type: 'register-keeper', id: 'k4', address: '127.0.0.1:7004', zone: 'z3', capacity: 1 << 30 });
+  const f = writeFile(s, '/f', 4);
+  assertRefusedUnchanged(s, { type: 'forget-keeper', id: 'k1' }, 'INVALID_ARGUMENT');
+  assertRefusedUnchanged(s, { type: 'forget-keeper', id: 'k9' }, 'NOT_FOUND');
+  s.apply({ type: 'keeper-mode', id: 'k4', mode: 'draining', until: 0 });
+  s.apply({ type: 'mark-garbage', chunks: [{ id: f.chunks[0], keepers: ['k4'] }, { id: newId(), keepers: ['k4', 'k2'] }], mtime: 5 });
+  const uploadId = begin(s, '/g');
+  allocate(s, uploadId, 1, ['k4']);
+  assertRefusedUnchanged(s, { type: 'forget-keeper', id: 'k4' }, 'INVALID_ARGUMENT');
+  s.apply({ type: 'abort-upload', uploadId, mtime: 6 });
+  const r = s.apply({ type: 'forget-keeper', id: 'k4' });
+  assert.equal(r.garbageReleased, 3);
+  assert.equal(s.keeper('k4'), undefined);
+  assert.equal(s.keeperMode('k4').mode, 'normal');
+  assert.ok(s.garbage().every((g) => !g.keepers.includes('k4')));
+  assert.deepEqual(MetadataState.fromSnapshot(JSON.parse(JSON.stringify(s.snapshot()))).snapshot(), s.snapshot());
+});
+
 test('keeper modes and garbage copies of committed chunks survive a binary checkpoint', () => {
   const s = freshState();
   const f = writeFile(s, '/f', 4);

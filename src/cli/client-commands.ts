@@ -516,10 +516,11 @@ export const KEEPER_ACTIONS: Record<string, KeeperModeName> = { maintenance: 'ma
 const MAX_MAINTENANCE_MS = 7 * 24 * 3600 * 1000;
 
 export const keeperAdmin: Command = {
-  summary: 'put a keeper in maintenance, drain it, or return it to normal',
+  summary: 'put a keeper in maintenance, drain it, return it to normal, or forget it',
   usage: `dfs keeper maintenance ID [--for DURATION]
 dfs keeper drain ID
 dfs keeper normal ID
+dfs keeper forget ID
 
 ID is a keeper's id (or a unique prefix of 4 or more characters) or its
 address, as dfs status shows them.
@@ -529,6 +530,8 @@ address, as dfs status shows them.
   drain         no new chunks; every replica is copied to other keepers and
                 then released; dfs status shows "drained: safe to remove"
   normal        ends maintenance or draining
+  forget        removes a stopped keeper that holds nothing a file needs
+                (drained, or never used) from the cluster for good
 
   --for DURATION       maintenance window, such as 10m or 2h (default 30m)
 ${MASTER_HELP}`,
@@ -536,9 +539,15 @@ ${MASTER_HELP}`,
     const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 1, 2);
     if (values.help) return help(io, this);
     const [action, ref] = positionals as [string, string | undefined];
-    const mode = KEEPER_ACTIONS[action];
+    if (action === 'forget' && ref !== undefined) {
+      if (values.for !== undefined) throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
+      const id = await withClient(values, io, (client) => client.forgetKeeper(ref, { signal: io.signal }));
+      io.stdout.write(`keeper ${id}: forgotten\n`);
+      return 0;
+    }
+    const mode = action === 'forget' ? 'normal' : KEEPER_ACTIONS[action];
     if (mode === undefined) {
-      throw new DfsError('INVALID_ARGUMENT', `unknown action '${action}': use dfs keeper maintenance|drain|normal ID, or dfs keeper --master ... to run a keeper`);
+      throw new DfsError('INVALID_ARGUMENT', `unknown action '${action}': use dfs keeper maintenance|drain|normal|forget ID, or dfs keeper --master ... to run a keeper`);
     }
     if (ref === undefined) {
       throw new DfsError('INVALID_ARGUMENT', `dfs keeper ${action} needs the keeper: dfs keeper ${action} ID (ids are in dfs status)`);

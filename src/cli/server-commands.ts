@@ -100,7 +100,7 @@ function bytesOption(text: string, what: string, min: number): number {
 }
 
 export const keeper: Command = {
-  summary: 'run a data keeper (or: keeper maintenance|drain|normal ID)',
+  summary: 'run a data keeper (or: keeper maintenance|drain|normal|forget ID)',
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
            [--reserve BYTES] [--task-concurrency N] [--task-queue N]
            [--repair-bandwidth BYTES] [--scrub-rate BYTES] [--scrub-every DURATION]

@@ -183,6 +183,16 @@ export class DfsClient {
     return { keeperId: response.keeperId ?? keeper, mode: MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
   }
 
+  /**
+   * Removes a keeper from the cluster's records for good: it must be stopped, and hold no replica a
+   * file needs (drain it first). Returns its whole id.
+   */
+  async forgetKeeper(keeper: string, options: SignalOption = {}): Promise<string> {
+    this.assertOpen();
+    const { response } = await this.masterLink.call(KEEPER_ADMIN, { keeperId: keeper, mode: KeeperMode.FORGET, durationMs: 0 }, { signal: options.signal });
+    return response.keeperId ?? keeper;
+  }
+
   /** Schedules moves that even out disk use across keepers; returns how many were scheduled. */
   async balance(options: SignalOption & { thresholdPercent?: number } = {}): Promise<number> {
     this.assertOpen();

@@ -130,6 +130,15 @@ export interface MarkGarbageEntry {
   readonly mtime: number;
 }
 
+/**
+ * Removes a keeper from the registry for good: one that is gone and holds no replica of a committed
+ * chunk and no chunk of an open upload. Garbage records stop naming it.
+ */
+export interface ForgetKeeperEntry {
+  readonly type: 'forget-keeper';
+  readonly id: string;
+}
+
 export type KeeperModeName = 'normal' | 'maintenance' | 'draining';
 export const KEEPER_MODES: readonly KeeperModeName[] = ['normal', 'maintenance', 'draining'];
 
@@ -170,7 +179,8 @@ export type Entry =
   | UpdateReplicasEntry
   | ForgetGarbageEntry
   | MarkGarbageEntry
-  | KeeperModeEntry;
+  | KeeperModeEntry
+  | ForgetKeeperEntry;
 
 export type EntryType = Entry['type'];
 
@@ -187,6 +197,7 @@ export const ENTRY_TYPES: readonly EntryType[] = [
   'forget-garbage',
   'mark-garbage',
   'keeper-mode',
+  'forget-keeper',
 ];
 
 // ---- shape checks ---------------------------------------------------------------------------
@@ -368,6 +379,8 @@ export function parseEntry(value: unknown): Entry {
       }));
       return { type, chunks, mtime: fieldInt(where, o, 'mtime', 0) };
     }
+    case 'forget-keeper':
+      return { type, id: fieldKeeperName(where, o, 'id') };
     case 'keeper-mode': {
       const mode = o.mode;
       if (typeof mode !== 'string' || !(KEEPER_MODES as readonly string[]).includes(mode)) {

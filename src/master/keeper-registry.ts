@@ -42,6 +42,11 @@ export class KeeperRegistry {
     if (k !== undefined) k.deadAt = Math.min(k.deadAt, this.now() + graceMs);
   }
 
+  /** Drops everything known about a keeper that has been forgotten. */
+  remove(id: string): void {
+    this.keepers.delete(id);
+  }
+
   isAlive(id: string): boolean {
     const k = this.keepers.get(id);
     return k !== undefined && this.now() < k.deadAt;

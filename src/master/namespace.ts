@@ -21,6 +21,7 @@ import {
   type Entry,
   type ForgetGarbageEntry,
   type KeeperModeEntry,
+  type ForgetKeeperEntry,
   type KeeperModeName,
   type MarkGarbageEntry,
   KEEPER_MODES,
@@ -50,6 +51,7 @@ import type {
   GarbageChunk,
   KeeperModeInfo,
   KeeperModeResult,
+  ForgetKeeperResult,
   KeeperRecord,
   MarkGarbageResult,
   ListEntry,
@@ -174,6 +176,8 @@ export class MetadataState {
         return this.prepareMarkGarbage(e);
       case 'keeper-mode':
         return this.prepareKeeperMode(e);
+      case 'forget-keeper':
+        return this.prepareForgetKeeper(e);
     }
   }
 
@@ -473,6 +477,32 @@ export class MetadataState {
         marked += unused.length;
       }
       return { marked };
+    };
+  }
+
+  private prepareForgetKeeper(e: ForgetKeeperEntry): Mutation<ForgetKeeperResult> {
+    const where = `forget keeper ${e.id}`;
+    this.checkKeepersKnown(where, [e.id]);
+    const index = this.chunkTable.keepers.lookup(e.id);
+    const held = index === undefined ? 0 : this.chunkTable.slotsOnKeeper(index).length;
+    if (held > 0) throw new DfsError('INVALID_ARGUMENT', `${where}: it still holds replicas of ${held} committed chunk(s); drain it first`);
+    for (const u of this.uploadsById.values()) {
+      for (const replicas of u.chunks.values()) {
+        if (replicas.includes(e.id)) throw new DfsError('INVALID_ARGUMENT', `${where}: open upload ${u.uploadId} of ${u.path} has chunks placed on it`);
+      }
+    }
+    return () => {
+      this.keepersById.delete(e.id);
+      this.modesById.delete(e.id);
+      let garbageReleased = 0;
+      for (const [id, g] of this.garbageById) {
+        if (!g.keepers.includes(e.id)) continue;
+        garbageReleased++;
+        const left = g.keepers.filter((k) => k !== e.id);
+        if (left.length === 0) this.garbageById.delete(id);
+        else this.garbageById.set(id, { keepers: Object.freeze(left), since: g.since });
+      }
+      return { garbageReleased };
     };
   }
 

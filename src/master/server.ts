@@ -359,8 +359,15 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   });
   rpc.register(KEEPER_ADMIN, async ({ request }) => {
     const id = findKeeper(request.keeperId);
+    if (request.mode === KeeperMode.FORGET) {
+      if (keepers.isAlive(id)) throw new DfsError('INVALID_ARGUMENT', `keeper ${id} is alive: stop it (after draining it) before forgetting it`);
+      await commit({ type: 'forget-keeper', id });
+      keepers.remove(id);
+      log(`keeper ${id}: forgotten`);
+      return { response: { mode: request.mode, until: 0, drained: true, keeperId: id } };
+    }
     const mode = MODE_NAMES[request.mode];
-    if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode ${request.mode} is not 1 (normal), 2 (maintenance) or 3 (draining)`);
+    if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode ${request.mode} is not 1 (normal), 2 (maintenance), 3 (draining) or 4 (forget)`);
     const until = mode === 'maintenance' ? Date.now() + (request.durationMs || DEFAULT_MAINTENANCE_MS) : 0;
     await commit({ type: 'keeper-mode', id, mode, until });
     log(`keeper ${id}: mode ${mode}${until ? ` until ${new Date(until).toISOString()}` : ''}`);

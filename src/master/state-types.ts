@@ -147,6 +147,10 @@ export interface KeeperModeResult {
   readonly mode: KeeperModeName;
   readonly until: number;
 }
+export interface ForgetKeeperResult {
+  /** Garbage records that named the keeper. */
+  readonly garbageReleased: number;
+}
 export interface KeeperModeInfo {
   readonly id: string;
   readonly mode: KeeperModeName;
@@ -170,6 +174,7 @@ export interface EntryResults {
   'forget-garbage': ForgetGarbageResult;
   'mark-garbage': MarkGarbageResult;
   'keeper-mode': KeeperModeResult;
+  'forget-keeper': ForgetKeeperResult;
 }
 
 // ---- checkpoints -----------------------------------------------------------------------------

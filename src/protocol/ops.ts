@@ -59,8 +59,8 @@ export const KEEPER_STATUS = {
 } as const satisfies Schema;
 export const STATUS_BODY = { keepers: { tag: 1, type: { list: { record: KEEPER_STATUS } } } } as const satisfies Schema;
 
-/** Keeper modes an operator sets with KEEPER_ADMIN. */
-export const KeeperMode = { NORMAL: 1, MAINTENANCE: 2, DRAINING: 3 } as const;
+/** Keeper modes an operator sets with KEEPER_ADMIN; FORGET is an action: remove a gone, empty keeper. */
+export const KeeperMode = { NORMAL: 1, MAINTENANCE: 2, DRAINING: 3, FORGET: 4 } as const;
 
 /** Work the master hands a keeper in a heartbeat reply. */
 export const TaskKind = {
@@ -235,7 +235,7 @@ export const REPORT_CORRUPT = defineOperation({
   response: {},
 });
 
-/** Sets a keeper's mode: normal, maintenance for `durationMs`, or draining. */
+/** Sets a keeper's mode: normal, maintenance for `durationMs`, or draining; or forgets a gone, empty keeper (mode 4). */
 export const KEEPER_ADMIN = defineOperation({
   name: 'KEEPER_ADMIN', op: 0x010e, version: 1,
   request: { keeperId: { tag: 1, type: 'string' }, mode: { tag: 2, type: 'u8' }, durationMs: { tag: 3, type: 'u64', optional: true } },
