@@ -6,8 +6,11 @@
 
 import { TaskKind } from '../protocol/ops.js';
 import type { Entry, GarbageRelease } from './entries.js';
-import type { MetadataState } from './namespace.js';
+import type { GarbageChunk, MetadataState } from './namespace.js';
 import type { Task, TaskBook } from './tasks.js';
+
+/** Garbage records looked at per tick. */
+const RECORDS_PER_TICK = 20_000;
 
 export interface GarbageOptions {
   /** Garbage younger than this is left alone, for reads in flight and for an operator's second thoughts. Default 10 min. */
@@ -33,6 +36,7 @@ export class GarbageCollector {
   private readonly deletesPerKeeper: number;
   private readonly now: () => number;
   private confirmed: GarbageRelease[] = [];
+  private cursor: Iterator<GarbageChunk> | null = null;
   private deleted = 0;
 
   constructor(private readonly ctx: GarbageContext, options: GarbageOptions = {}) {
@@ -68,7 +72,16 @@ export class GarbageCollector {
     }
     const release = this.confirmed;
     this.confirmed = [];
-    for (const g of state.garbage()) {
+    // A slice of the records per tick, from where the last tick stopped: after deleting a million
+    // chunks the walk must not hold the master up for seconds at a time.
+    this.cursor ??= state.garbageEntries();
+    for (let seen = 0; seen < RECORDS_PER_TICK; seen++) {
+      const next = this.cursor.next();
+      if (next.done) {
+        this.cursor = null;
+        break;
+      }
+      const g = next.value;
       if (g.since + this.graceMs > now) continue;
       for (const keeperId of g.keepers) {
         // Phase two: look again. A copy that a file or an upload uses where it is never goes.

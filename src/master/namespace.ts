@@ -756,6 +756,11 @@ export class MetadataState {
   }
 
   /** Chunks no file or upload references any more, oldest first in the order they became garbage. */
+  /** The garbage records one at a time, for walks that must not copy them all; see `garbage`. */
+  *garbageEntries(): Generator<GarbageChunk, void, undefined> {
+    for (const [id, r] of this.garbageById) yield { id, keepers: r.keepers, since: r.since };
+  }
+
   garbage(): GarbageChunk[] {
     const out: GarbageChunk[] = [];
     for (const [id, r] of this.garbageById) out.push({ id, keepers: r.keepers, since: r.since });

@@ -61,6 +61,10 @@ const REPORT_RACE_MS = 60_000;
 /** A target that failed a copy is not chosen again for the same chunk for this long. */
 const FAILED_TARGET_MS = 30_000;
 const SWEEP_EVERY_MS = 60_000;
+/** Chunks examined per tick at most (dirty ones first). */
+const EXAMINE_PER_TICK = 20_000;
+/** A keeper holding more chunks than this has them counted by the ticks, not all at once. */
+const ASSESS_INLINE_MAX = 20_000;
 /** More never-heard-of chunks than this (and over a tenth of a report) stop collection from that report. */
 const UNKNOWN_CHUNKS_ALARM = 64;
 
@@ -81,8 +85,11 @@ export class RepairScheduler {
   /** Chunk id -> its COPY task in flight (one at a time per chunk). */
   private readonly copying = new Map<string, Task>();
   private readonly corrupt = new Map<string, Set<string>>();
-  /** Chunk id -> keeper -> when a replica was added: chunk reports taken before may not list it. */
-  private readonly recentlyAdded = new Map<string, Map<string, number>>();
+  /** `${chunkId}:${keeperId}` -> when that replica was added: chunk reports taken before may not list it. */
+  private readonly recentlyAdded = new Map<string, number>();
+  /** The same additions in time order, for pruning; entries before `addedHead` are spent. */
+  private readonly addedOrder: { key: string; at: number }[] = [];
+  private addedHead = 0;
   /** `${chunkId}:${keeperId}` -> until when that target is avoided. */
   private readonly failedTargets = new Map<string, number>();
   /** Pages of chunk reports being received, by keeper. */
@@ -124,8 +131,9 @@ export class RepairScheduler {
   keeperChanged(keeperId: string): void {
     const ids = this.ctx.state.chunksOnKeeper(keeperId);
     this.touch(ids);
-    // Count at once, so that STATUS is right from the moment a keeper is declared dead.
-    for (const id of ids) this.assess(id);
+    // Count at once, so that STATUS is right from the moment a keeper is declared dead; a keeper
+    // with very many chunks is counted by the ticks instead, a slice at a time.
+    if (ids.length <= ASSESS_INLINE_MAX) for (const id of ids) this.assess(id);
   }
 
   /** Updates the under-replicated books for one chunk; the next tick acts on it. */
@@ -218,9 +226,15 @@ export class RepairScheduler {
       }
       if (this.now() < this.quietUntil) return;
       this.noticeEndedWindows();
-      const batch = this.dirty;
-      this.dirty = new Set();
-      this.sweepSlice(batch);
+      // A slice of the dirty chunks per tick, so a keeper with a million chunks dying does not stall
+      // the master for seconds; the rest wait for the next ticks.
+      const batch = new Set<string>();
+      for (const id of this.dirty) {
+        if (batch.size >= EXAMINE_PER_TICK) break;
+        batch.add(id);
+      }
+      for (const id of batch) this.dirty.delete(id);
+      if (this.dirty.size === 0) this.sweepSlice(batch);
       for (const id of batch) await this.examine(id);
       this.planCopies();
     } finally {
@@ -463,23 +477,26 @@ export class RepairScheduler {
   }
 
   private noteAdded(chunkId: string, keeperId: string, at: number): void {
-    let m = this.recentlyAdded.get(chunkId);
-    if (m === undefined) this.recentlyAdded.set(chunkId, (m = new Map()));
-    m.set(keeperId, at);
-    // Keep the map small: forget entries older than the race window.
-    if (this.recentlyAdded.size > 4096) {
-      const limit = at - REPORT_RACE_MS;
-      for (const [id, keepers] of this.recentlyAdded) {
-        for (const [k, t] of keepers) if (t < limit) keepers.delete(k);
-        if (keepers.size === 0) this.recentlyAdded.delete(id);
-      }
+    const key = `${chunkId}:${keeperId}`;
+    this.recentlyAdded.set(key, at);
+    this.addedOrder.push({ key, at });
+    // Oldest first: forget what has left the race window, in amortised constant time.
+    const limit = at - REPORT_RACE_MS;
+    while (this.addedHead < this.addedOrder.length && this.addedOrder[this.addedHead]!.at < limit) {
+      const old = this.addedOrder[this.addedHead++]!;
+      if (this.recentlyAdded.get(old.key) === old.at) this.recentlyAdded.delete(old.key);
+    }
+    if (this.addedHead > 4096 && this.addedHead * 2 > this.addedOrder.length) {
+      this.addedOrder.splice(0, this.addedHead);
+      this.addedHead = 0;
     }
   }
 
   private addedRecently(chunkId: string, keeperId: string): boolean {
-    const t = this.recentlyAdded.get(chunkId)?.get(keeperId);
+    const t = this.recentlyAdded.get(`${chunkId}:${keeperId}`);
     return t !== undefined && t > this.now() - REPORT_RACE_MS;
   }
+
 
   /**
    * Compares a keeper's full chunk list with the metadata: replicas it lost are dropped (or verified,
