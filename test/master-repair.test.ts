@@ -54,7 +54,10 @@ function sim(keepers = ['k1', 'k2', 'k3', 'k4'], options: { graceMs?: number } =
     state, commit, log: () => {}, now: () => clock.t, placementView: view,
     alive: (k) => alive.has(k), silentForMs: (k) => (alive.has(k) ? 0 : 10_000), address: (k) => state.keeper(k)?.address,
   }, { copiesPerKeeper: 2, forgetDeadAfterMs: 3_600_000 });
-  const gc = new GarbageCollector({ state, tasks: repair.tasks, commit, alive: (k) => alive.has(k), log: () => {}, now: () => clock.t },
+  const gc = new GarbageCollector({
+    state, tasks: repair.tasks, commit, alive: (k) => alive.has(k), log: () => {}, now: () => clock.t,
+    isShort: (id) => repair.isShort(id), offerCopy: (id, k) => void repair.offerCopy(id, k),
+  },
     { graceMs: options.graceMs ?? 60_000 });
   const files = new Map<string, string[]>();
   const s: Sim = {
@@ -224,7 +227,11 @@ test('chunk reports: a lost replica is dropped, an unknown chunk becomes garbage
   assert.equal(s.repair.wantsReport('k3'), false);
   assert.ok(!s.state.chunkOwner(a!)!.chunk.replicas.includes('k3'), 'k3 lost chunk a');
   assert.deepEqual(s.state.garbageOf(stray)?.keepers, ['k3']);
-  assert.ok(s.state.chunkOwner(c!)!.chunk.replicas.includes('k3'), 'k3 holds a copy of c, which lacked one');
+  assert.ok(!s.state.chunkOwner(c!)!.chunk.replicas.includes('k3'), 'a reported copy is not adopted unverified');
+  const verify = s.repair.tasks.takeFor('k3', 10).find((t) => t.chunkId === c);
+  assert.equal(verify?.kind, TaskKind.VERIFY);
+  await s.repair.onResult(s.repair.tasks.complete('k3', verify.taskId)!, { taskId: verify.taskId, status: 'NO_ERROR' });
+  assert.ok(s.state.chunkOwner(c!)!.chunk.replicas.includes('k3'), 'k3 holds a verified copy of c, which lacked one');
   s.repair.keeperRestarted('k3');
   assert.equal(s.repair.wantsReport('k3'), true, 'a keeper back from silence reports again');
 });
@@ -429,4 +436,62 @@ test('balancing fills a keeper far below the mean even when none is far above it
   const moves = scheduleBalance({ state: s.state, repair: s.repair, keepers: view, thresholdPercent: 5, maxMoves: 10 });
   assert.ok(moves > 0);
   assert.ok(s.repair.tasks.takeFor('k1', 10).concat(s.repair.tasks.takeFor('k2', 10), s.repair.tasks.takeFor('k3', 10)).every((t) => t.targetId === 'k4'));
+});
+
+test('the collector never deletes the last good copy of a chunk that is short of replicas: it is verified and adopted', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4'], { graceMs: 600_000 });
+  const [x] = s.put('/f', 1, ['k1', 'k3'], 2);
+  assert.ok(s.repair.requestMove(x!, 'k3', 'k2'));
+  await s.run();
+  assert.deepEqual(s.state.garbageOf(x!)?.keepers, ['k3']);
+  for (const k of ['k1', 'k2']) { s.alive.delete(k); s.repair.keeperDied(k); }
+  await s.repair.tick();
+  assert.equal(s.repair.status().missing, 1);
+  s.clock.t += 600_001;
+  await s.gc.tick();
+  const handed = await s.run();
+  assert.ok(!handed.some((t) => t.kind === TaskKind.DELETE), 'no DELETE of the last good copy');
+  assert.ok(handed.some((t) => t.kind === TaskKind.VERIFY && t.keeperId === 'k3'), 'the copy is verified instead');
+  assert.ok(s.state.chunkOwner(x!)!.chunk.replicas.includes('k3'), 'and adopted');
+  assert.equal(s.state.garbageOf(x!), undefined);
+});
+
+test('a copy deleted while a multi-page chunk report was in flight is not adopted', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4'], { graceMs: 1000 });
+  const [x] = s.put('/f', 1, ['k1', 'k2', 'k3'], 3);
+  s.clock.t += 120_000;
+  await s.commit({ type: 'mark-garbage', chunks: [{ id: x!, keepers: ['k4'] }], mtime: s.clock.t });
+  s.clock.t += 2000;
+  await s.gc.tick();
+  const [del] = s.repair.tasks.takeFor('k4', 10);
+  await s.repair.onChunkReport('k4', [x!], false); // listed before the deletion
+  s.gc.onResult(s.repair.tasks.complete('k4', del!.taskId)!, 'NO_ERROR');
+  s.alive.delete('k1');
+  s.repair.keeperDied('k1');
+  await s.repair.onChunkReport('k4', [], true);
+  // The keeper answers the verification truthfully: it no longer has the chunk.
+  await s.run((t) => (t.kind === TaskKind.VERIFY ? 'NOT_FOUND' : 'NO_ERROR'));
+  assert.equal(s.state.chunkOwner(x!)!.chunk.replicas.includes('k4'), false, 'no phantom replica');
+});
+
+test('deletions sent to a keeper declared dead stay on the books: no copy to it, no adoption, until they are answered', async () => {
+  const s = sim(['k1', 'k2', 'k3', 'k4'], { graceMs: 1000 });
+  const [x] = s.put('/f', 1, ['k1', 'k2', 'k3'], 3);
+  s.clock.t += 120_000;
+  await s.commit({ type: 'mark-garbage', chunks: [{ id: x!, keepers: ['k4'] }], mtime: s.clock.t });
+  s.clock.t += 2000;
+  await s.gc.tick();
+  assert.equal(s.repair.tasks.takeFor('k4', 10)[0]?.kind, TaskKind.DELETE);
+  s.alive.delete('k4');
+  s.repair.keeperDied('k4'); // a network blip
+  s.alive.delete('k1');
+  s.repair.keeperDied('k1');
+  s.alive.add('k4');
+  s.repair.keeperRestarted('k4');
+  s.repair.keeperChanged('k4');
+  await s.repair.onChunkReport('k4', [x!], true);
+  await s.repair.tick();
+  assert.ok(s.repair.tasks.has(TaskKind.DELETE, x!, 'k4'), 'the sent deletion is still known');
+  assert.equal(s.state.chunkOwner(x!)!.chunk.replicas.includes('k4'), false, 'not adopted');
+  assert.equal(s.repair.status().repairsInFlight, 0, 'and no copy headed for k4 (the only other keeper)');
 });

@@ -26,6 +26,10 @@ export interface GarbageContext {
   tasks: TaskBook;
   commit: (entry: Entry) => Promise<unknown>;
   alive: (keeperId: string) => boolean;
+  /** True while a committed chunk has fewer good replicas than it wants (or may have, just after a start). */
+  isShort: (chunkId: string) => boolean;
+  /** Asks for a copy to be verified and adopted as a replica. */
+  offerCopy: (chunkId: string, keeperId: string) => void;
   log: (line: string) => void;
   now?: () => number;
 }
@@ -88,6 +92,12 @@ export class GarbageCollector {
         const owner = state.chunkPlacement(g.id);
         if (state.isUploading(g.id) || owner?.chunk.replicas.includes(keeperId)) {
           release.push({ id: g.id, keepers: [keeperId] });
+          continue;
+        }
+        // A copy of a committed chunk that is short of replicas may be the last good one: offer it
+        // for adoption instead of deleting it.
+        if (owner !== undefined && this.ctx.isShort(g.id)) {
+          this.ctx.offerCopy(g.id, keeperId);
           continue;
         }
         if (!this.ctx.alive(keeperId) || tasks.has(TaskKind.DELETE, g.id, keeperId)) continue;

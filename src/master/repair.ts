@@ -169,7 +169,9 @@ export class RepairScheduler {
 
   /** A keeper stopped heartbeating: its tasks are void (a late result is ignored), and its chunks need a look. */
   keeperDied(keeperId: string): void {
-    for (const t of this.tasks.dropKeeper(keeperId)) {
+    // Sent deletions and verifications stay on the books until their result or expiry: the keeper may
+    // only be cut off, and still carry them out. Copies from it are given up at once.
+    for (const t of this.tasks.dropKeeper(keeperId, (t) => t.kind === TaskKind.COPY)) {
       if (this.copying.get(t.chunkId) === t) this.copying.delete(t.chunkId);
     }
     this.keeperChanged(keeperId);
@@ -199,6 +201,34 @@ export class RepairScheduler {
     this.reportPages.delete(keeperId);
     await this.reconcile(keeperId, pages);
     this.reported.add(keeperId);
+  }
+
+  /**
+   * A keeper holds a copy of a committed chunk that is not one of its replicas (a trimmed or
+   * collected copy, a copy found in a chunk report). If the chunk lacks replicas, the copy is
+   * verified on the keeper and adopted when good. Never adopted blindly: the keeper works through
+   * its tasks in order, so a VERIFY sent after a DELETE of the chunk answers NOT_FOUND.
+   * Returns true when a verification was asked for (or is already under way).
+   */
+  offerCopy(chunkId: string, keeperId: string): boolean {
+    if (!this.wantsCopyFrom(chunkId, keeperId) || this.tasks.has(TaskKind.DELETE, chunkId, keeperId)) return false;
+    if (this.tasks.has(TaskKind.VERIFY, chunkId, keeperId)) return true;
+    return this.tasks.add({ kind: TaskKind.VERIFY, purpose: 'adopt', chunkId, keeperId, bytes: 0 }) !== undefined;
+  }
+
+  /** True when the chunk is below its factor and this live, normal keeper is not yet a replica. */
+  wantsCopyFrom(chunkId: string, keeperId: string): boolean {
+    const owner = this.ctx.state.chunkPlacement(chunkId);
+    if (owner === undefined || owner.chunk.replicas.includes(keeperId)) return false;
+    if (!this.ctx.alive(keeperId) || this.judge.mode(keeperId).mode !== 'normal') return false;
+    return countingReplicas(this.judge, chunkId, owner.chunk.replicas).length < owner.replication;
+  }
+
+  /** True while a committed chunk has fewer counting replicas than its factor (or, after a restart, may have). */
+  isShort(chunkId: string): boolean {
+    const owner = this.ctx.state.chunkPlacement(chunkId);
+    if (owner === undefined) return false;
+    return this.now() < this.quietUntil || countingReplicas(this.judge, chunkId, owner.chunk.replicas).length < owner.replication;
   }
 
   /** A reader saw bad bytes from this keeper: ask the keeper to check, never trust the reader alone. */
@@ -435,6 +465,12 @@ export class RepairScheduler {
         return;
       }
       await this.recordCopy(task);
+    } else if (task.kind === TaskKind.VERIFY && task.purpose === 'adopt') {
+      // The keeper still holds a good copy: it is a replica again, if the chunk still needs one.
+      if (r.status === 'NO_ERROR' && this.wantsCopyFrom(task.chunkId, task.keeperId)) {
+        await this.ctx.commit({ type: 'update-replicas', chunkId: task.chunkId, add: [task.keeperId], remove: [], mtime: this.now() });
+        this.ctx.log(`chunk ${task.chunkId}: the copy on ${task.keeperId} verified and adopted as a replica`);
+      }
     } else if (task.kind === TaskKind.VERIFY) {
       if (r.status === 'NOT_FOUND' || r.status === 'CHECKSUM_MISMATCH') {
         const owner = this.ctx.state.chunkPlacement(task.chunkId);
@@ -522,10 +558,7 @@ export class RepairScheduler {
       if (state.isUploading(id)) continue;
       const owner = state.chunkPlacement(id);
       if (owner !== undefined && owner.chunk.replicas.includes(keeperId)) continue;
-      if (owner !== undefined && this.ctx.alive(keeperId) && this.judge.mode(keeperId).mode === 'normal' &&
-          !this.tasks.has(TaskKind.DELETE, id, keeperId) &&
-          countingReplicas(this.judge, id, owner.chunk.replicas).length < owner.replication && !this.copying.has(id)) {
-        await this.ctx.commit({ type: 'update-replicas', chunkId: id, add: [keeperId], remove: [], mtime: this.now() });
+      if (owner !== undefined && this.offerCopy(id, keeperId)) {
         adopted++;
         continue;
       }
@@ -546,7 +579,7 @@ export class RepairScheduler {
       const chunks = unused.slice(i, i + 10_000).map((id) => ({ id, keepers: [keeperId] }));
       await this.ctx.commit({ type: 'mark-garbage', chunks, mtime: this.now() });
     }
-    this.ctx.log(`keeper ${keeperId} reported ${held.size} chunks: ${lost} lost, ${adopted} adopted, ${unused.length} unused (garbage)`);
+    this.ctx.log(`keeper ${keeperId} reported ${held.size} chunks: ${lost} lost, ${adopted} to adopt once verified, ${unused.length} unused (garbage)`);
   }
 }
 

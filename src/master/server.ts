@@ -130,7 +130,10 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     copiesPerKeeper: options.copiesPerKeeper,
     forgetDeadAfterMs: options.forgetDeadAfterMs,
   }, 2 * deadAfterMs);
-  const gc = new GarbageCollector({ state, tasks: repair.tasks, commit, log, alive: (id) => keepers.isAlive(id) }, {
+  const gc = new GarbageCollector({
+    state, tasks: repair.tasks, commit, log, alive: (id) => keepers.isAlive(id),
+    isShort: (id) => repair.isShort(id), offerCopy: (id, k) => void repair.offerCopy(id, k),
+  }, {
     graceMs: options.gcGraceMs, uploadTimeoutMs: options.uploadTimeoutMs,
   });
 

@@ -7,7 +7,7 @@ import { TaskKind } from '../protocol/ops.js';
 export type TaskKindValue = (typeof TaskKind)[keyof typeof TaskKind];
 
 /** Why the master asked: decides what a result changes. */
-export type TaskPurpose = 'repair' | 'move' | 'collect' | 'verify';
+export type TaskPurpose = 'repair' | 'move' | 'collect' | 'verify' | 'adopt';
 
 export interface Task {
   readonly taskId: number;
@@ -108,12 +108,15 @@ export class TaskBook {
     return out;
   }
 
-  /** Drops every task a keeper was to do, sent or not, e.g. because it died; returns them. */
-  dropKeeper(keeperId: string): Task[] {
+  /**
+   * Drops the tasks a keeper was to do, e.g. because it died: every waiting one, and the sent ones
+   * that `dropSent` picks. Returns them.
+   */
+  dropKeeper(keeperId: string, dropSent: (t: Task) => boolean = () => true): Task[] {
     const list = this.waiting.get(keeperId) ?? [];
     this.waiting.delete(keeperId);
     for (const t of list) this.remove(t, false);
-    const sent = [...this.byId.values()].filter((t) => t.keeperId === keeperId);
+    const sent = [...this.byId.values()].filter((t) => t.keeperId === keeperId && dropSent(t));
     for (const t of sent) this.remove(t);
     return [...list, ...sent];
   }
