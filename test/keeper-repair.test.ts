@@ -10,7 +10,7 @@ import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callForBuffer, connect, parseAddress, type Address, type Connection } from '../src/transport/index.js';
+import { call, callForBuffer, connect, parseAddress, readAll, type Address, type Connection } from '../src/transport/index.js';
 import { READ_CHUNK, TaskKind, WRITE_CHUNK } from '../src/protocol/ops.js';
 import { startKeeper, type KeeperHandle, type KeeperOptions } from '../src/keeper/keeper.js';
 import { CHUNK_HEADER_SIZE } from '../src/keeper/chunk-header.js';
@@ -451,4 +451,29 @@ test('closing a keeper does not wait for a copy to a target that stopped reading
   const started = Date.now();
   await k.close();
   assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms`);
+});
+
+test('a queued DELETE of a chunk that is being written again is answered CANCEL and the new copy stays', async (t) => {
+  const m = await master(t);
+  const k1 = await keeper(t, m.address, { taskConcurrency: 1, repairBandwidth: 256 * 1024 });
+  const k2 = await keeper(t, m.address);
+  const busy = await put(t, k1, randomBytes(1024 * 1024));
+  const data = randomBytes(5000);
+  const chunkId = await put(t, k1, data);
+  // A slow copy occupies the only slot, so the deletion waits in the queue.
+  const slow = { taskId: taskId(), kind: TaskKind.COPY, chunkId: busy, targetId: k2.id, targetAddress: k2.address };
+  m.queue(k1.id, slow);
+  await waitFor('the copy to start', () => k1.tasks.running === 1);
+  const del = { taskId: taskId(), kind: TaskKind.DELETE, chunkId };
+  m.queue(k1.id, del);
+  await waitFor('the deletion to be queued', () => k1.tasks.queued === 1);
+  // The same chunk arrives again (a repair copy from another keeper): the queued deletion is void.
+  const conn = await client(t, k1.address);
+  const reply = await call(conn, WRITE_CHUNK, { chunkId, size: data.length, sha256: createHash('sha256').update(data).digest('hex'), downstream: [] }, { body: data });
+  await readAll(reply.body, 1024);
+  assert.equal(reply.response.acks[0]!.status, 'NO_ERROR');
+  const r = await waitResult(m, del.taskId);
+  assert.equal(r.status, 'CANCEL');
+  assert.equal((await waitResult(m, slow.taskId)).status, 'NO_ERROR');
+  assert.equal(k1.store.has(chunkId), true, 'the copy that arrived is kept');
 });

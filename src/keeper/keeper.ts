@@ -132,6 +132,8 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
     }
 
     let load = 0;
+    // Bound once the task runner exists, below; writes cannot arrive before the server listens.
+    let cancelQueuedDeletes = (_chunkId: string): void => {};
     const onActive = (delta: 1 | -1) => {
       load += delta;
     };
@@ -144,6 +146,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
         self: () => ({ keeperId: id, address: advertised }),
         onActive,
         damaged: found,
+        onWrite: (chunkId) => cancelQueuedDeletes(chunkId),
         ...(options.stallMs === undefined ? {} : { stallMs: options.stallMs }),
       }))
       .register(READ_CHUNK, readChunkHandler({ store: opened, log, onActive, damaged: found }));
@@ -180,6 +183,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
       ...(options.repairBandwidth === undefined ? {} : { repairBandwidth: options.repairBandwidth }),
       ...(options.stallMs === undefined ? {} : { stallMs: options.stallMs }),
     });
+    cancelQueuedDeletes = (chunkId) => void tasks.cancelDeletes(chunkId);
     let reporter: ChunkReporter | null = null;
     let firstReply = true;
     const heartbeat = new HeartbeatLoop({

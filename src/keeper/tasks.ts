@@ -112,6 +112,23 @@ export class TaskRunner {
     this.pump();
   }
 
+  /**
+   * A new copy of this chunk is arriving (a repair or a pipeline write): a DELETE of it still waiting
+   * in the queue was decided before the copy was wanted, so it is answered CANCEL instead of run.
+   * The master keeps the garbage record and decides again.
+   */
+  cancelDeletes(chunkId: string): number {
+    let cancelled = 0;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const { task } = this.queue[i]!;
+      if (task.kind !== TaskKind.DELETE || task.chunkId !== chunkId) continue;
+      this.queue.splice(i, 1);
+      this.finish(task, 'CANCEL', `a new copy of chunk ${chunkId} arrived before the deletion ran`);
+      cancelled++;
+    }
+    return cancelled;
+  }
+
   /** Results for the next heartbeat, oldest first. */
   outbox(max = MAX_RESULTS_PER_HEARTBEAT): TaskResult[] {
     return this.results.slice(0, max);

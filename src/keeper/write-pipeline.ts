@@ -32,6 +32,8 @@ export interface WritePipelineOptions {
   onActive?: (delta: 1 | -1) => void;
   /** Where a held replica found damaged on a rewrite goes. Default: it is quarantined, not reported. */
   damaged?: DamagedReplicas;
+  /** Told of every chunk about to be written here, before any byte lands. */
+  onWrite?: (chunkId: string) => void;
 }
 
 export function writeChunkHandler(opts: WritePipelineOptions): Handler<typeof WRITE_CHUNK.request, typeof WRITE_CHUNK.response> {
@@ -48,6 +50,7 @@ export function writeChunkHandler(opts: WritePipelineOptions): Handler<typeof WR
 
 async function runWrite(opts: WritePipelineOptions, stallMs: number, request: WriteRequest, body: WireStream): Promise<WriteResponse> {
   const { chunkId, size, downstream } = request;
+  opts.onWrite?.(chunkId);
   const local = new LocalReplica(opts.store, request, opts.damaged);
   const forward = downstream.length > 0 ? new Forwarder(opts.peers, request, stallMs) : null;
   // Both sinks must be ready before the first byte is read: nothing is buffered for a late one.
