@@ -97,6 +97,8 @@ export class RepairScheduler {
   private readonly reported = new Set<string>();
   private readonly copied: { at: number; bytes: number }[] = [];
   private repairedCount = 0;
+  /** Replicas trimmed this tick, by keeper, for one log line. */
+  private readonly trimmed = new Map<string, number>();
   /** Keepers whose maintenance window has ended and been acted on. */
   private readonly windowsEnded = new Set<string>();
   private busy = false;
@@ -266,6 +268,11 @@ export class RepairScheduler {
       for (const id of batch) this.dirty.delete(id);
       if (this.dirty.size === 0) this.sweepSlice(batch);
       for (const id of batch) await this.examine(id);
+      if (this.trimmed.size > 0) {
+        const parts = [...this.trimmed].map(([k, n]) => `${n} on ${k}`);
+        this.ctx.log(`trimmed replicas beyond their chunks' replication: ${parts.join(', ')}`);
+        this.trimmed.clear();
+      }
       this.planCopies();
     } finally {
       this.busy = false;
@@ -370,7 +377,8 @@ export class RepairScheduler {
     const extra = counting.length - owner.replication;
     if (extra > 0) drop.push(...this.leastHealthy(chunkId, counting, extra));
     if (drop.length === 0) return;
-    await this.dropReplicas(chunkId, drop, 'trimmed');
+    await this.dropReplicas(chunkId, drop, null);
+    for (const k of drop) this.trimmed.set(k, (this.trimmed.get(k) ?? 0) + 1);
   }
 
   /**
@@ -390,10 +398,11 @@ export class RepairScheduler {
     return keepers.slice().sort((a, b) => badness(b) - badness(a) || tie(a) - tie(b)).slice(0, n);
   }
 
-  private async dropReplicas(chunkId: string, keepers: readonly string[], why: string): Promise<void> {
+  /** Drops replicas from the metadata; `why` null for trims, which are logged as one summary per tick. */
+  private async dropReplicas(chunkId: string, keepers: readonly string[], why: string | null): Promise<void> {
     try {
       await this.ctx.commit({ type: 'update-replicas', chunkId, add: [], remove: [...keepers], mtime: this.now() });
-      this.ctx.log(`chunk ${chunkId}: replica${keepers.length === 1 ? '' : 's'} on ${keepers.join(', ')} ${why}`);
+      if (why !== null) this.ctx.log(`chunk ${chunkId}: replica${keepers.length === 1 ? '' : 's'} on ${keepers.join(', ')} ${why}`);
     } catch (err) {
       if (!(err instanceof DfsError && err.code === 'NOT_FOUND')) throw err;
     }
