@@ -457,7 +457,7 @@ function percent(used: number, capacity: number): string {
 /** alive or dead, then what the operator or the disk says about the keeper. */
 function keeperState(k: KeeperInfo): string {
   const parts = [k.alive ? 'alive' : `dead (${Math.round(k.lastSeenMs / 1000)}s)`];
-  if (k.mode === 'maintenance') parts.push(`maintenance until ${new Date(k.modeUntil).toISOString().slice(11, 19)}`);
+  if (k.mode === 'maintenance') parts.push(`maintenance until ${new Date(k.modeUntil).toISOString().slice(11, 19)} UTC`);
   if (k.mode === 'draining') parts.push(k.drained ? 'drained: safe to remove' : 'draining');
   if (k.diskError) parts.push(`disk error: ${k.diskError}`);
   else if (!k.acceptingWrites && k.mode === 'normal' && k.alive) parts.push('full');
