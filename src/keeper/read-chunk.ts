@@ -23,14 +23,16 @@ export interface ReadChunkOptions {
 
 export function readChunkHandler(opts: ReadChunkOptions): Handler<typeof READ_CHUNK.request, typeof READ_CHUNK.response> {
   const budget = new ByteBudget(opts.budgetBytes ?? DEFAULT_READ_BUDGET);
-  return async ({ request, body: stream, signal }) => {
+  return async (ctx) => {
+    const { request, body: stream } = ctx;
     const { store } = opts;
     const info = store.stat(request.chunkId);
     if (!info) throw new DfsError('NOT_FOUND', `chunk ${request.chunkId} is not stored on this keeper`);
     opts.onActive?.(1);
     let held = false;
     try {
-      await budget.take(info.size, signal);
+      // The request's signal is built on first use: only a read that must wait for budget needs one.
+      await budget.take(info.size, () => ctx.signal);
       held = true;
       let data: Buffer;
       try {
@@ -74,11 +76,12 @@ class ByteBudget {
 
   constructor(private readonly limit: number) {}
 
-  take(bytes: number, signal: AbortSignal): Promise<void> {
+  take(bytes: number, signalOf: () => AbortSignal): Promise<void> {
     if (this.waiters.length === 0 && (this.used === 0 || this.used + bytes <= this.limit)) {
       this.used += bytes;
       return Promise.resolve();
     }
+    const signal = signalOf();
     return new Promise<void>((resolve, reject) => {
       const waiter = {
         bytes,
