@@ -6,28 +6,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { call, callForBuffer, connect, parseAddress, readAll, type Address, type Connection } from '../src/transport/index.js';
+import { call, callForBuffer, readAll, type Address } from '../src/transport/index.js';
 import { READ_CHUNK, TaskKind, WRITE_CHUNK } from '../src/protocol/ops.js';
-import { startKeeper, type KeeperHandle, type KeeperOptions } from '../src/keeper/keeper.js';
+import type { KeeperHandle, KeeperOptions } from '../src/keeper/keeper.js';
 import { CHUNK_HEADER_SIZE } from '../src/keeper/chunk-header.js';
 import { startFakeMaster, type FakeMaster } from './helpers/fake-master.js';
+import { connectTo, startTestKeeper, tempDir, type Cleanup } from './helpers/keeper-fixtures.js';
 
-type T = { after(fn: () => Promise<void> | void): void };
+type T = Cleanup;
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const newId = (): string => randomBytes(16).toString('hex');
 let nextTask = 1;
 const taskId = (): number => nextTask++;
-
-async function tempDir(t: T): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-repair-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function master(t: T): Promise<FakeMaster> {
   const m = await startFakeMaster();
@@ -35,25 +29,11 @@ async function master(t: T): Promise<FakeMaster> {
   return m;
 }
 
-async function keeper(t: T, at: Address, extra: Partial<KeeperOptions> = {}): Promise<KeeperHandle> {
-  const k = await startKeeper({
-    master: at,
-    listen: { host: '127.0.0.1', port: 0 },
-    dataDir: extra.dataDir ?? await tempDir(t),
-    heartbeatMs: 50,
-    scrubRate: 0,
-    log: () => {},
-    ...extra,
-  });
-  t.after(() => k.close());
-  return k;
+function keeper(t: T, at: Address, extra: Partial<KeeperOptions> = {}): Promise<KeeperHandle> {
+  return startTestKeeper(t, at, { scrubRate: 0, ...extra });
 }
 
-async function client(t: T, address: string): Promise<Connection> {
-  const conn = await connect(parseAddress(address));
-  t.after(() => conn.destroy());
-  return conn;
-}
+const client = connectTo;
 
 async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
   const until = Date.now() + ms;

@@ -5,32 +5,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  RpcServer, callForBuffer, connect, listen, parseAddress, type Address, type Connection, type WireServer,
+  RpcServer, callForBuffer, listen, parseAddress, type Address, type WireServer,
 } from '../src/transport/index.js';
 import { decodeRecord, encodeRecord, type Decoded } from '../src/wire/fields.js';
 import { DfsError } from '../src/wire/errors.js';
 import { HEARTBEAT, READ_CHUNK, WRITE_CHUNK } from '../src/protocol/ops.js';
-import { startKeeper, type KeeperHandle, type KeeperOptions } from '../src/keeper/keeper.js';
+import { startKeeper } from '../src/keeper/keeper.js';
 import { WorkerPool } from '../src/workers/pool.js';
+import { connectTo, startTestKeeper, tempDir, type Cleanup } from './helpers/keeper-fixtures.js';
 
-type T = { after(fn: () => Promise<void> | void): void };
+type T = Cleanup;
 type Heartbeat = Decoded<typeof HEARTBEAT.request>;
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const newId = (): string => randomBytes(16).toString('hex');
 const quiet = () => {};
-
-async function tempDir(t: T): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-keeper-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A master that only answers HEARTBEAT and remembers every one. */
 async function fakeMaster(t: T, port = 0): Promise<{ address: Address; beats: Heartbeat[]; server: WireServer }> {
@@ -44,24 +38,8 @@ async function fakeMaster(t: T, port = 0): Promise<{ address: Address; beats: He
   return { address: server.address, beats, server };
 }
 
-async function keeper(t: T, master: Address, extra: Partial<KeeperOptions> = {}): Promise<KeeperHandle> {
-  const k = await startKeeper({
-    master,
-    listen: { host: '127.0.0.1', port: 0 },
-    dataDir: extra.dataDir ?? await tempDir(t),
-    heartbeatMs: 50,
-    log: quiet,
-    ...extra,
-  });
-  t.after(() => k.close());
-  return k;
-}
-
-async function client(t: T, address: string): Promise<Connection> {
-  const conn = await connect(parseAddress(address));
-  t.after(() => conn.destroy());
-  return conn;
-}
+const keeper = startTestKeeper;
+const client = connectTo;
 
 /** A port nobody listens on. */
 async function deadPort(): Promise<number> {
