@@ -511,7 +511,7 @@ ${MASTER_HELP}`,
 };
 
 /** The operator's keeper commands, `dfs keeper ACTION ID`, as opposed to running one. */
-export const KEEPER_ACTIONS: Record<string, KeeperModeName> = { maintenance: 'maintenance', drain: 'draining', normal: 'normal' };
+const KEEPER_ACTIONS: Record<string, KeeperModeName> = { maintenance: 'maintenance', drain: 'draining', normal: 'normal' };
 /** Longest maintenance window: a keeper away for longer should be drained instead. */
 const MAX_MAINTENANCE_MS = 7 * 24 * 3600 * 1000;
 
@@ -539,19 +539,19 @@ ${MASTER_HELP}`,
     const { values, positionals } = parseClientArgs('keeper', argv, { for: { type: 'string' } }, 1, 2);
     if (values.help) return help(io, this);
     const [action, ref] = positionals as [string, string | undefined];
-    if (action === 'forget' && ref !== undefined) {
-      if (values.for !== undefined) throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
-      const id = await withClient(values, io, (client) => client.forgetKeeper(ref, { signal: io.signal }));
-      io.stdout.write(`keeper ${id}: forgotten\n`);
-      return 0;
-    }
-    const mode = action === 'forget' ? 'normal' : KEEPER_ACTIONS[action];
-    if (mode === undefined) {
+    if (action !== 'forget' && !(action in KEEPER_ACTIONS)) {
       throw new DfsError('INVALID_ARGUMENT', `unknown action '${action}': use dfs keeper maintenance|drain|normal|forget ID, or dfs keeper --master ... to run a keeper`);
     }
     if (ref === undefined) {
       throw new DfsError('INVALID_ARGUMENT', `dfs keeper ${action} needs the keeper: dfs keeper ${action} ID (ids are in dfs status)`);
     }
+    if (action === 'forget') {
+      if (values.for !== undefined) throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
+      const id = await withClient(values, io, (client) => client.forgetKeeper(ref, { signal: io.signal }));
+      io.stdout.write(`keeper ${id}: forgotten\n`);
+      return 0;
+    }
+    const mode = KEEPER_ACTIONS[action]!;
     if (values.for !== undefined && mode !== 'maintenance') throw new DfsError('INVALID_ARGUMENT', '--for applies to maintenance only');
     const durationMs = values.for === undefined ? 0 : parseDuration(values.for as string, '--for');
     if (values.for !== undefined && (durationMs < 1000 || durationMs > MAX_MAINTENANCE_MS)) {

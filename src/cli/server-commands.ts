@@ -8,7 +8,7 @@ import { parseAddress, formatAddress } from '../transport/net.js';
 import { startMaster } from '../master/server.js';
 import { startKeeper } from '../keeper/keeper.js';
 import { parseBytes, parseCommandArgs, parseDuration, parseIntOption, type CliIO, type Command } from './command.js';
-import { KEEPER_ACTIONS, keeperAdmin } from './client-commands.js';
+import { keeperAdmin } from './client-commands.js';
 
 function required(command: string, values: Record<string, unknown>, name: string): string {
   const v = values[name];

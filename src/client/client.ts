@@ -5,8 +5,8 @@ import { formatAddress, parseAddress, type Address } from '../transport/index.js
 import { DfsError } from '../wire/errors.js';
 import { decodeRecord, type Decoded } from '../wire/fields.js';
 import {
-  BALANCE, CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, FileHealth, FSCK, FSCK_BODY, KEEPER_ADMIN, KeeperMode, LIST, LIST_BODY, MKDIR,
-  NodeType, REMOVE, RENAME, REPORT_CORRUPT, STAT, STATUS, STATUS_BODY,
+  BALANCE, CHUNKS_BODY, CHUNK_INFO, ENTRY_INFO, FSCK, FSCK_BODY, KEEPER_ADMIN, KeeperMode, LIST, LIST_BODY, MKDIR,
+  NodeType, REMOVE, RENAME, REPORT_CORRUPT, STAT, STATUS, STATUS_BODY, KEEPER_MODE_NAMES, KEEPER_MODE_VALUES, FILE_HEALTH_NAMES,
 } from '../protocol/ops.js';
 import { WorkerPool } from '../workers/pool.js';
 import { checkPath } from '../master/paths.js';
@@ -16,14 +16,9 @@ import { DfsReadStream, type GetOptions } from './download.js';
 import { MasterLink } from './master-link.js';
 import { upload, type PutOptions } from './upload.js';
 import type {
-  ChunkLocation, ClusterStatus, EntryInfo, FileHealthName, FsckResult, KeeperModeName, KeeperModeResult, PutResult, StatInfo,
+  ChunkLocation, ClusterStatus, EntryInfo, FsckResult, KeeperModeName, KeeperModeResult, PutResult, StatInfo,
 } from './types.js';
 
-const MODE_VALUES: Record<KeeperModeName, number> = { normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING };
-const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
-const HEALTH_NAMES: Record<number, FileHealthName> = {
-  [FileHealth.HEALTHY]: 'healthy', [FileHealth.UNDER_REPLICATED]: 'under-replicated', [FileHealth.CORRUPT]: 'corrupt', [FileHealth.MISSING]: 'missing',
-};
 
 export interface ConnectOptions {
   /** The master, as HOST:PORT or an Address. */
@@ -150,7 +145,7 @@ export class DfsClient {
       garbage: response.garbage ?? 0,
       keepers: keepers.map((k) => ({
         id: k.id, address: k.address, zone: k.zone, alive: k.alive, capacity: k.capacity, used: k.used, chunks: k.chunks,
-        load: k.load, lastSeenMs: k.lastSeenMs, mode: MODE_NAMES[k.mode ?? KeeperMode.NORMAL] ?? 'normal', modeUntil: k.modeUntil ?? 0,
+        load: k.load, lastSeenMs: k.lastSeenMs, mode: KEEPER_MODE_NAMES[k.mode ?? KeeperMode.NORMAL] ?? 'normal', modeUntil: k.modeUntil ?? 0,
         acceptingWrites: k.acceptingWrites ?? true, diskError: k.diskError ?? '', drained: k.drained ?? false,
       })),
     };
@@ -164,7 +159,7 @@ export class DfsClient {
     const files = body.length > 0 ? decodeRecord(FSCK_BODY, body).files : [];
     return {
       ...response,
-      list: files.map((f) => ({ ...f, health: HEALTH_NAMES[f.health] ?? 'missing' })),
+      list: files.map((f) => ({ ...f, health: FILE_HEALTH_NAMES[f.health] ?? 'missing' })),
     };
   }
 
@@ -175,12 +170,12 @@ export class DfsClient {
    */
   async keeperMode(keeper: string, mode: KeeperModeName, options: SignalOption & { durationMs?: number } = {}): Promise<KeeperModeResult> {
     this.assertOpen();
-    const value = MODE_VALUES[mode];
+    const value = KEEPER_MODE_VALUES[mode];
     if (value === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode must be normal, maintenance or draining, got ${JSON.stringify(mode)}`);
     const durationMs = options.durationMs ?? 0;
     if (!Number.isSafeInteger(durationMs) || durationMs < 0) throw new DfsError('INVALID_ARGUMENT', `maintenance duration must be a non-negative integer of ms, got ${durationMs}`);
     const { response } = await this.masterLink.call(KEEPER_ADMIN, { keeperId: keeper, mode: value, durationMs }, { signal: options.signal });
-    return { keeperId: response.keeperId ?? keeper, mode: MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
+    return { keeperId: response.keeperId ?? keeper, mode: KEEPER_MODE_NAMES[response.mode] ?? mode, until: response.until, drained: response.drained };
   }
 
   /**

@@ -1,6 +1,7 @@
 // Which replicas of a chunk count, judged from keeper liveness, operator modes and corruption reports.
 // Pure: the repair scheduler and fsck share these rules, so they never disagree about a chunk.
 
+import type { KeeperState } from './placement.js';
 import type { KeeperModeInfo } from './state-types.js';
 
 
@@ -10,6 +11,11 @@ import type { KeeperModeInfo } from './state-types.js';
  */
 export function modeAt(recorded: KeeperModeInfo, now: number): KeeperModeInfo {
   return recorded.mode === 'maintenance' && recorded.until <= now ? { id: recorded.id, mode: 'normal', until: 0 } : recorded;
+}
+
+/** Keepers as placement sees them: one in maintenance or draining takes no new chunks, whatever its disk says. */
+export function withModes(keepers: readonly KeeperState[], mode: (id: string) => KeeperModeInfo, now: number): KeeperState[] {
+  return keepers.map((k) => (modeAt(mode(k.id), now).mode === 'normal' ? k : { ...k, acceptingWrites: false }));
 }
 
 export interface ReplicaJudge {

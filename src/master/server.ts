@@ -9,17 +9,16 @@ import { DfsError } from '../wire/errors.js';
 import { RpcServer, readAll } from '../transport/rpc.js';
 import { listen, formatAddress, type WireServer } from '../transport/net.js';
 import {
-  ABORT_UPLOAD, ALLOCATE_CHUNK, BALANCE, BEGIN_UPLOAD, CHUNK_IDS_BODY, CHUNK_REPORT, CHUNKS_BODY, COMMIT, FileHealth, FSCK,
+  ABORT_UPLOAD, ALLOCATE_CHUNK, BALANCE, BEGIN_UPLOAD, CHUNK_IDS_BODY, CHUNK_REPORT, CHUNKS_BODY, COMMIT, FSCK,
   FSCK_BODY, HEARTBEAT, HEARTBEAT_BODY, KEEPER_ADMIN, KeeperMode, LIST, LIST_BODY, MKDIR, NodeType, REMOVE, RENAME,
-  REPORT_CORRUPT, STAT, STATUS, STATUS_BODY, TaskKind, TASKS_BODY,
+  REPORT_CORRUPT, STAT, STATUS, STATUS_BODY, TaskKind, TASKS_BODY, KEEPER_MODE_NAMES, KEEPER_MODE_VALUES, FILE_HEALTH_VALUES,
 } from '../protocol/ops.js';
 import { RepairScheduler } from './repair.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { scheduleBalance } from './balancer.js';
 import { fsck, type FileReport } from './fsck.js';
-import { modeAt } from './replica-health.js';
+import { modeAt, withModes } from './replica-health.js';
 import type { KeeperState } from './placement.js';
-import type { KeeperModeName } from './entries.js';
 import { MetadataState } from './namespace.js';
 import { MetadataStore } from './metadata-store.js';
 import { KeeperRegistry } from './keeper-registry.js';
@@ -78,9 +77,6 @@ const DEFAULT_MAINTENANCE_MS = 30 * 60_000;
 const BALANCE_MOVES_PER_ROUND = 64;
 /** A keeper whose heartbeat connection closed and that has not reported again after this is dead. */
 const LOST_CONNECTION_GRACE_MS = 1000;
-const MODE_NAMES: Record<number, KeeperModeName> = { [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining' };
-const MODE_VALUES: Record<KeeperModeName, number> = { normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING };
-const HEALTH_VALUES = { healthy: FileHealth.HEALTHY, 'under-replicated': FileHealth.UNDER_REPLICATED, corrupt: FileHealth.CORRUPT, missing: FileHealth.MISSING } as const;
 const newId = () => randomBytes(16).toString('hex');
 
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
@@ -117,8 +113,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   }
 
   /** Keepers that may take new chunks: alive, accepting writes, and neither draining nor in maintenance. */
-  const placementKeepers = (): KeeperState[] => keepers.placementView().map((k) =>
-    modeAt(state.keeperMode(k.id), Date.now()).mode === 'normal' ? k : { ...k, acceptingWrites: false });
+  const placementKeepers = (): KeeperState[] => withModes(keepers.placementView(), (id) => state.keeperMode(id), Date.now());
 
   // After a restart every keeper looks dead until it reports: no repair decisions until they had time to.
   const repair: RepairScheduler = new RepairScheduler({
@@ -286,7 +281,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       keepers: keepers.all().map((k) => ({
         id: k.id, address: k.address, zone: k.zone, alive: k.alive, capacity: k.capacity, used: k.used, chunks: k.chunks,
         load: k.load, lastSeenMs: Math.max(0, Date.now() - k.lastSeen),
-        mode: MODE_VALUES[modeOf(k.id).mode], modeUntil: modeOf(k.id).until, acceptingWrites: k.acceptingWrites,
+        mode: KEEPER_MODE_VALUES[modeOf(k.id).mode], modeUntil: modeOf(k.id).until, acceptingWrites: k.acceptingWrites,
         diskError: k.diskError, drained: drained(k.id),
       })),
     });
@@ -369,7 +364,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
       log(`keeper ${id}: forgotten`);
       return { response: { mode: request.mode, until: 0, drained: true, keeperId: id } };
     }
-    const mode = MODE_NAMES[request.mode];
+    const mode = KEEPER_MODE_NAMES[request.mode];
     if (mode === undefined) throw new DfsError('INVALID_ARGUMENT', `keeper mode ${request.mode} is not 1 (normal), 2 (maintenance), 3 (draining) or 4 (forget)`);
     const until = mode === 'maintenance' ? Date.now() + (request.durationMs || DEFAULT_MAINTENANCE_MS) : 0;
     await commit({ type: 'keeper-mode', id, mode, until });
@@ -382,7 +377,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const sum = fsck(state, repair.judge, path, (r) => { if (request.all || r.health !== 'healthy') files.push(r); });
     const body = encodeRecord(FSCK_BODY, {
       files: files.map((f) => ({
-        path: f.path, health: HEALTH_VALUES[f.health], chunks: f.chunks, underReplicated: f.underReplicated, corrupt: f.corrupt, missing: f.missing,
+        path: f.path, health: FILE_HEALTH_VALUES[f.health], chunks: f.chunks, underReplicated: f.underReplicated, corrupt: f.corrupt, missing: f.missing,
       })),
     });
     return { response: sum, body };

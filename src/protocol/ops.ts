@@ -62,6 +62,15 @@ export const STATUS_BODY = { keepers: { tag: 1, type: { list: { record: KEEPER_S
 /** Keeper modes an operator sets with KEEPER_ADMIN; FORGET is an action: remove a gone, empty keeper. */
 export const KeeperMode = { NORMAL: 1, MAINTENANCE: 2, DRAINING: 3, FORGET: 4 } as const;
 
+export type KeeperModeName = 'normal' | 'maintenance' | 'draining';
+/** Wire values of the modes, and back: both ends translate through these. */
+export const KEEPER_MODE_VALUES: Readonly<Record<KeeperModeName, number>> = {
+  normal: KeeperMode.NORMAL, maintenance: KeeperMode.MAINTENANCE, draining: KeeperMode.DRAINING,
+};
+export const KEEPER_MODE_NAMES: Readonly<Record<number, KeeperModeName>> = {
+  [KeeperMode.NORMAL]: 'normal', [KeeperMode.MAINTENANCE]: 'maintenance', [KeeperMode.DRAINING]: 'draining',
+};
+
 /** Work the master hands a keeper in a heartbeat reply. */
 export const TaskKind = {
   /** Send this keeper's replica of the chunk to the target keeper with WRITE_CHUNK (no downstream). */
@@ -100,6 +109,14 @@ export const CHUNK_REPORT_PAGE = 65_536;
 
 /** Per-file health from FSCK: 1 healthy, 2 under-replicated, 3 corrupt, 4 missing. */
 export const FileHealth = { HEALTHY: 1, UNDER_REPLICATED: 2, CORRUPT: 3, MISSING: 4 } as const;
+
+export type FileHealthName = 'healthy' | 'under-replicated' | 'corrupt' | 'missing';
+export const FILE_HEALTH_VALUES: Readonly<Record<FileHealthName, number>> = {
+  healthy: FileHealth.HEALTHY, 'under-replicated': FileHealth.UNDER_REPLICATED, corrupt: FileHealth.CORRUPT, missing: FileHealth.MISSING,
+};
+export const FILE_HEALTH_NAMES: Readonly<Record<number, FileHealthName>> = {
+  [FileHealth.HEALTHY]: 'healthy', [FileHealth.UNDER_REPLICATED]: 'under-replicated', [FileHealth.CORRUPT]: 'corrupt', [FileHealth.MISSING]: 'missing',
+};
 export const FSCK_FILE = {
   path: { tag: 1, type: 'string' },
   health: { tag: 2, type: 'u8' },
