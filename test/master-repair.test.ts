@@ -9,7 +9,7 @@ import { RepairScheduler } from '../src/master/repair.js';
 import { GarbageCollector } from '../src/master/garbage-collector.js';
 import { scheduleBalance } from '../src/master/balancer.js';
 import { fsck, type FileReport } from '../src/master/fsck.js';
-import { modeAt } from '../src/master/replica-health.js';
+import { withModes } from '../src/master/replica-health.js';
 import type { Entry } from '../src/master/entries.js';
 import type { KeeperState } from '../src/master/placement.js';
 import { TaskKind } from '../src/protocol/ops.js';
@@ -46,10 +46,9 @@ function sim(keepers = ['k1', 'k2', 'k3', 'k4'], options: { graceMs?: number } =
     repair.afterCommit(e);
     return r;
   };
-  const view = (): KeeperState[] => state.keepers().map((k) => ({
-    id: k.id, zone: k.zone, capacity: k.capacity, used: used.get(k.id) ?? 0, load: 0,
-    alive: alive.has(k.id), acceptingWrites: modeAt(state.keeperMode(k.id), clock.t).mode === 'normal',
-  }));
+  const view = (): KeeperState[] => withModes(state.keepers().map((k) => ({
+    id: k.id, zone: k.zone, capacity: k.capacity, used: used.get(k.id) ?? 0, load: 0, alive: alive.has(k.id), acceptingWrites: true,
+  })), (id) => state.keeperMode(id), clock.t);
   const repair: RepairScheduler = new RepairScheduler({
     state, commit, log: () => {}, now: () => clock.t, placementView: view,
     alive: (k) => alive.has(k), silentForMs: (k) => (alive.has(k) ? 0 : 10_000), address: (k) => state.keeper(k)?.address,

@@ -10,7 +10,8 @@ import { startMaster } from '../src/master/server.js';
 import { call, callForBuffer, connect, parseAddress, readAll } from '../src/transport/index.js';
 import { decodeRecord, encodeRecord } from '../src/wire/index.js';
 import {
-  ALLOCATE_CHUNK, BEGIN_UPLOAD, CHUNKS_BODY, COMMIT, HEARTBEAT, LIST, LIST_BODY, MKDIR, STAT, STATUS, STATUS_BODY,
+  ALLOCATE_CHUNK, BALANCE, BEGIN_UPLOAD, CHUNK_REPORT, CHUNKS_BODY, COMMIT, FSCK, HEARTBEAT, KEEPER_ADMIN, LIST, LIST_BODY, MKDIR,
+  REPORT_CORRUPT, STAT, STATUS, STATUS_BODY,
 } from '../src/protocol/ops.js';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }) {
@@ -142,4 +143,29 @@ test('a second master on the same data directory is refused while the first runs
   await first.close();
   const again = await startMaster({ port: 0, dataDir: dir });
   await again.close();
+});
+
+test('the repair and health operations refuse bad requests with their codes, and the master stays up', async (t) => {
+  const dir = await tempDir(t);
+  const master = await startMaster({ port: 0, dataDir: dir });
+  t.after(() => master.close());
+  const conn = await connect(parseAddress(master.address));
+  t.after(() => conn.destroy());
+  await call(conn, HEARTBEAT, heartbeat('keeper-one', 9100));
+  await assert.rejects(call(conn, KEEPER_ADMIN, { keeperId: 'keeper-one', mode: 9 }), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(call(conn, KEEPER_ADMIN, { keeperId: 'nobody-at-all', mode: 3 }), { code: 'NOT_FOUND' });
+  await assert.rejects(call(conn, KEEPER_ADMIN, { keeperId: 'kee', mode: 3 }), /prefix of at least 4 characters/);
+  await assert.rejects(call(conn, KEEPER_ADMIN, { keeperId: 'keeper-one', mode: 4 }), /is alive: stop it/);
+  await assert.rejects(call(conn, FSCK, { path: '/nope', all: false }), { code: 'NOT_FOUND' });
+  await assert.rejects(call(conn, BALANCE, { thresholdPercent: 150 }), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(call(conn, CHUNK_REPORT, { keeperId: 'stranger', final: true }, { body: Buffer.alloc(0) }), { code: 'NOT_FOUND' });
+  // A body that is not a CHUNK_IDS_BODY is refused; so is a heartbeat body that does not decode.
+  await assert.rejects(call(conn, CHUNK_REPORT, { keeperId: 'keeper-one', final: true }, { body: Buffer.from([0, 1, 0, 0, 0, 9, 1]) }));
+  await assert.rejects(call(conn, HEARTBEAT, heartbeat('keeper-one', 9100), { body: Buffer.from('not a record') }));
+  // A reader's corruption report about an unknown chunk changes nothing and is not an error.
+  await call(conn, REPORT_CORRUPT, { chunkId: 'f'.repeat(32), keeperId: 'keeper-one' });
+  const { response } = await callForBuffer(conn, STATUS, {});
+  assert.equal(response.underReplicated, 0);
+  const ok = await callForBuffer(conn, KEEPER_ADMIN, { keeperId: 'keep', mode: 2, durationMs: 60_000 });
+  assert.equal(ok.response.keeperId, 'keeper-one', 'a unique prefix names the keeper');
 });

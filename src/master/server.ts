@@ -388,6 +388,9 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
   /** A balancing run an operator asked for: it goes on, round after round, until nothing is left to move. */
   let balancing: { thresholdPercent: number; moves: number } | null = null;
   rpc.register(BALANCE, ({ request }) => {
+    if (request.thresholdPercent > 100) {
+      throw new DfsError('INVALID_ARGUMENT', `balance threshold must be a percentage from 0 to 100, got ${request.thresholdPercent}`);
+    }
     const moves = balanceRound(request.thresholdPercent, BALANCE_MOVES_PER_ROUND);
     balancing = { thresholdPercent: request.thresholdPercent, moves };
     log(`balance: ${moves} move(s) scheduled (threshold ${request.thresholdPercent}%); more follow as these finish`);
