@@ -15,6 +15,7 @@ import { WorkerPool, fsError, type FileWriteSession } from '../src/workers/index
 import { ChunkStore, type ChunkStoreOptions } from '../src/keeper/chunk-store.js';
 import { CHUNK_HEADER_SIZE, decodeChunkHeader, encodeChunkHeader } from '../src/keeper/chunk-header.js';
 import { createRng } from './helpers/fuzz.js';
+import { storedReplica } from './helpers/stored-replicas.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SEED = Number(process.env.DFS_SEED ?? Math.floor(Math.random() * 2 ** 32));
@@ -64,7 +65,7 @@ test(`a chunk written in pieces reads back whole and verified, and survives a re
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   const r = rng(SEED);
-  const chunks = [0, 1, 4096, r.int(1, 3_000_000)].map((n) => ({ id: newId(), data: r.bytes(n) }));
+  const chunks = [0, 1, 4096, r.int(300_000, 3_000_000)].map((n) => ({ id: newId(), data: r.bytes(n) }));
   for (const c of chunks) await put(store, c.id, c.data, r);
 
   for (const c of chunks) {
@@ -79,7 +80,7 @@ test(`a chunk written in pieces reads back whole and verified, and survives a re
   assert.equal(store.used(), total);
   assert.equal(store.reserved(), 0);
 
-  const c = chunks[3]!;
+  const c = chunks[3]!; // too big for a pack: a file of its own
   const file = join(dir, 'chunks', c.id.slice(0, 2), c.id);
   assert.equal((await stat(file)).size, CHUNK_HEADER_SIZE + c.data.length, 'chunks/<ab>/<id> holds header + data');
   const header = decodeChunkHeader(await readFile(file));
@@ -136,8 +137,11 @@ for (const size of [300_000, 4096]) test(`a stored ${size}-byte chunk with a fli
   await put(store, flipped, data);
   await put(store, cut, data);
 
-  const fh = await open(join(dir, 'chunks', flipped.slice(0, 2), flipped), 'r+');
-  const at = CHUNK_HEADER_SIZE + rng(SEED).int(0, data.length - 1);
+  // 4,096 bytes go to a pack, 300,000 to a file of their own; `cut` is the pack's last record.
+  const flippedAt = await storedReplica(dir, flipped);
+  assert.equal(flippedAt.packed, size <= store.packMax);
+  const fh = await open(flippedAt.file, 'r+');
+  const at = flippedAt.dataOffset + rng(SEED).int(0, data.length - 1);
   const one = Buffer.alloc(1);
   await fh.read(one, 0, 1, at);
   one[0]! ^= 0x10;
@@ -146,7 +150,8 @@ for (const size of [300_000, 4096]) test(`a stored ${size}-byte chunk with a fli
   await assert.rejects(store.read(flipped), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH' && /damaged/.test(e.message));
   await assert.rejects(collect(store.readStream(flipped, { pieceSize: 64 * 1024 })), code('CHECKSUM_MISMATCH'));
 
-  await truncate(join(dir, 'chunks', cut.slice(0, 2), cut), CHUNK_HEADER_SIZE + data.length - 10);
+  const cutAt = await storedReplica(dir, cut);
+  await truncate(cutAt.file, cutAt.dataOffset + data.length - 10);
   await assert.rejects(store.read(cut), code('CHECKSUM_MISMATCH'));
   await assert.rejects(collect(store.readStream(cut, { pieceSize: 64 * 1024 })), code('CHECKSUM_MISMATCH'));
 

@@ -4,11 +4,12 @@
 // The seed is printed; DFS_CHAOS_SEED=N replays a run, DFS_CHAOS_STEPS=N makes it longer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, open, stat as statFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRng } from './helpers/fuzz.js';
 import { runDfs, startCluster, waitFor, type Cluster } from './helpers/cluster.js';
 import type { DfsClient } from '../src/index.js';
+import { storedReplicas, type StoredReplica } from './helpers/stored-replicas.js';
 
 const CHUNK = 64 * 1024;
 const KEEPERS = 4;
@@ -19,13 +20,8 @@ async function readBack(client: DfsClient, path: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function chunkFiles(cluster: Cluster, index: number): Promise<string[]> {
-  const root = join(cluster.dir, `keeper${index}`, 'chunks');
-  const out: string[] = [];
-  for (const fan of await readdir(root).catch(() => [])) {
-    for (const name of await readdir(join(root, fan)).catch(() => [])) out.push(join(root, fan, name));
-  }
-  return out.sort();
+async function chunkFiles(cluster: Cluster, index: number): Promise<StoredReplica[]> {
+  return storedReplicas(join(cluster.dir, `keeper${index}`));
 }
 
 test('chaos: workload under keeper kills, master restarts and damaged chunks ends healthy and byte-identical', { timeout: 300_000 }, async (t) => {
@@ -105,21 +101,19 @@ test('chaos: workload under keeper kills, master restarts and damaged chunks end
         const keeper = rng.int(0, KEEPERS - 1);
         if (keeper === down) continue;
         const files = await chunkFiles(cluster, keeper);
-        const candidates = files.filter((f) => !damaged.has(f.slice(-32)));
+        const candidates = files.filter((f) => !damaged.has(f.id) && f.size > 0);
         if (candidates.length === 0) continue;
-        const file = rng.pick(candidates);
-        const size = (await statFile(file).catch(() => null))?.size ?? 0;
-        if (size <= 96) continue;
-        const at = rng.int(96, size - 1);
-        log.push(`damage ${file.slice(-32)} on keeper ${keeper} at ${at}`);
-        const fh = await open(file, 'r+').catch(() => null);
+        const replica = rng.pick(candidates);
+        const at = rng.int(replica.dataOffset, replica.dataOffset + replica.size - 1);
+        log.push(`damage ${replica.id} on keeper ${keeper} at ${at} of ${replica.file}`);
+        const fh = await open(replica.file, 'r+').catch(() => null);
         if (fh === null) continue;
         const b = Buffer.alloc(1);
         await fh.read(b, 0, 1, at);
         b[0] = b[0]! ^ 0x5a;
         await fh.write(b, 0, 1, at);
         await fh.close();
-        damaged.add(file.slice(-32));
+        damaged.add(replica.id);
       }
     } catch (err) {
       assert.fail(`step ${step} (seed ${seed}) broke the harness: ${(err as Error).stack}\n${log.join('\n')}`);

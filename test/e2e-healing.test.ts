@@ -3,11 +3,12 @@
 // way an operator would (status, fsck, stat) and the bytes the way a user would (get).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, open, stat as statFile } from 'node:fs/promises';
+import { readdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRng } from './helpers/fuzz.js';
 import { runDfs, startCluster, waitFor, type Cluster } from './helpers/cluster.js';
 import type { DfsClient } from '../src/index.js';
+import { replicaData, storedReplica, storedReplicas } from './helpers/stored-replicas.js';
 
 const CHUNK = 256 * 1024;
 
@@ -17,14 +18,9 @@ async function readBack(client: DfsClient, path: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Ids of the chunk files a keeper holds on disk (not temp files, not quarantined ones). */
+/** Ids of the chunks a keeper holds on disk, in files or packs (not temp files, not quarantined ones). */
 async function chunkFilesOf(cluster: Cluster, index: number): Promise<Set<string>> {
-  const root = join(cluster.dir, `keeper${index}`, 'chunks');
-  const out = new Set<string>();
-  for (const fan of await readdir(root).catch(() => [])) {
-    for (const name of await readdir(join(root, fan)).catch(() => [])) out.add(name);
-  }
-  return out;
+  return new Set((await storedReplicas(join(cluster.dir, `keeper${index}`))).map((r) => r.id));
 }
 
 async function keeperIdOf(cluster: Cluster, index: number): Promise<string> {
@@ -122,11 +118,10 @@ test('bytes overwritten inside chunk files on two keepers are never returned, an
   for (const keeper of [0, 2]) {
     const held = [...(await chunkFilesOf(cluster, keeper))].sort();
     for (const id of held.slice(0, 2)) {
-      const path = join(cluster.dir, `keeper${keeper}`, 'chunks', id.slice(0, 2), id);
-      const size = (await statFile(path)).size;
-      const fh = await open(path, 'r+');
-      // Past the 96-byte header: the data itself. Flip bytes so the content surely changes.
-      const at = rng.int(96, size - 8);
+      const r = await storedReplica(join(cluster.dir, `keeper${keeper}`), id);
+      const fh = await open(r.file, 'r+');
+      // The data itself, not its header. Flip bytes so the content surely changes.
+      const at = rng.int(r.dataOffset, r.dataOffset + r.size - 8);
       const buf = Buffer.alloc(8);
       await fh.read(buf, 0, 8, at);
       for (let i = 0; i < 8; i++) buf[i] = buf[i]! ^ 0xff;
@@ -167,8 +162,7 @@ test('bytes overwritten inside chunk files on two keepers are never returned, an
     for (const c of (await client.stat(p)).chunks) {
       for (const r of c.replicas) {
         const i = cluster.keepers.findIndex((k) => k.address === r.address);
-        const file = join(cluster.dir, `keeper${i}`, 'chunks', c.id.slice(0, 2), c.id);
-        const bytes = (await readFile(file)).subarray(96);
+        const bytes = await replicaData(await storedReplica(join(cluster.dir, `keeper${i}`), c.id));
         const { createHash } = await import('node:crypto');
         assert.equal(createHash('sha256').update(bytes).digest('hex'), c.sha256, `replica of ${c.id} on keeper ${i}`);
       }

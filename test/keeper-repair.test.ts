@@ -12,9 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { call, callForBuffer, readAll, type Address } from '../src/transport/index.js';
 import { READ_CHUNK, TaskKind, WRITE_CHUNK } from '../src/protocol/ops.js';
 import type { KeeperHandle, KeeperOptions } from '../src/keeper/keeper.js';
-import { CHUNK_HEADER_SIZE } from '../src/keeper/chunk-header.js';
 import { startFakeMaster, type FakeMaster } from './helpers/fake-master.js';
 import { connectTo, startTestKeeper, tempDir, type Cleanup } from './helpers/keeper-fixtures.js';
+import { storedReplica } from './helpers/stored-replicas.js';
 
 type T = Cleanup;
 
@@ -52,11 +52,12 @@ async function put(t: T, k: KeeperHandle, data: Buffer, chunkId = newId()): Prom
 
 /** Flips one data byte of a stored chunk on disk, behind the keeper's back. */
 async function damage(k: KeeperHandle, chunkId: string, at = 10): Promise<void> {
-  const fh = await open(k.store._path(chunkId), 'r+');
+  const r = await storedReplica(k.store.dir, chunkId);
+  const fh = await open(r.file, 'r+');
   const b = Buffer.alloc(1);
-  await fh.read(b, 0, 1, CHUNK_HEADER_SIZE + at);
+  await fh.read(b, 0, 1, r.dataOffset + at);
   b[0] = b[0]! ^ 0x55;
-  await fh.write(b, 0, 1, CHUNK_HEADER_SIZE + at);
+  await fh.write(b, 0, 1, r.dataOffset + at);
   await fh.close();
 }
 
@@ -323,10 +324,10 @@ test('a disk error stops writes for a while and is named in the heartbeat; the f
   const m = await master(t);
   const lines: string[] = [];
   const k = await keeper(t, m.address, { diskErrorHoldMs: 1500, log: (l) => lines.push(l) });
-  // Chunks with ids starting "ab" can no longer be renamed into place.
+  // Chunks with ids starting "ab" can no longer be renamed into place (too big for a pack, each has a file).
   await rm(join(k.store.dir, 'chunks', 'ab'), { recursive: true });
   await writeFile(join(k.store.dir, 'chunks', 'ab'), 'in the way');
-  const data = randomBytes(5000);
+  const data = randomBytes(k.store.packMax + 5000);
   const chunkId = `ab${newId().slice(2)}`;
   const { response } = await callForBuffer(await client(t, k.address), WRITE_CHUNK,
     { chunkId, size: data.length, sha256: sha(data), downstream: [] }, { body: data });

@@ -18,6 +18,7 @@ import { HEARTBEAT, READ_CHUNK, WRITE_CHUNK } from '../src/protocol/ops.js';
 import { startKeeper } from '../src/keeper/keeper.js';
 import { WorkerPool } from '../src/workers/pool.js';
 import { connectTo, startTestKeeper, tempDir, type Cleanup } from './helpers/keeper-fixtures.js';
+import { storedReplica } from './helpers/stored-replicas.js';
 
 type T = Cleanup;
 type Heartbeat = Decoded<typeof HEARTBEAT.request>;
@@ -365,8 +366,9 @@ test('a replica damaged on disk is never served: CHECKSUM_MISMATCH, and it is qu
   const chunkId = newId();
   await callForBuffer(await client(t, k.address), WRITE_CHUNK, { chunkId, size: data.length, sha256: sha(data), downstream: [] }, { body: data });
   const { open } = await import('node:fs/promises');
-  const fh = await open(k.store._path(chunkId), 'r+');
-  await fh.write(Buffer.from([0xff ^ data[1000]!]), 0, 1, 96 + 1000);
+  const r = await storedReplica(k.store.dir, chunkId);
+  const fh = await open(r.file, 'r+');
+  await fh.write(Buffer.from([0xff ^ data[1000]!]), 0, 1, r.dataOffset + 1000);
   await fh.close();
   await assert.rejects(readChunk(t, k.address, chunkId), { code: 'CHECKSUM_MISMATCH' });
   assert.equal(k.store.has(chunkId), false);

@@ -7,6 +7,7 @@ import { DfsError } from '../wire/errors.js';
 import { parseAddress, formatAddress } from '../transport/net.js';
 import { startMaster } from '../master/server.js';
 import { startKeeper } from '../keeper/keeper.js';
+import { INLINE_HASH_MAX } from '../workers/digest.js';
 import { parseBytes, parseCommandArgs, parseDuration, parseIntOption, type CliIO, type Command } from './command.js';
 import { keeperAdmin } from './client-commands.js';
 
@@ -104,6 +105,7 @@ export const keeper: Command = {
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
            [--reserve BYTES] [--task-concurrency N] [--task-queue N]
            [--repair-bandwidth BYTES] [--scrub-rate BYTES] [--scrub-every DURATION]
+           [--pack-max BYTES]
 
 Runs a data keeper: stores chunks in DIR, takes part in write pipelines, serves
 reads, reports to the master every second, carries out the master's repair tasks
@@ -126,7 +128,10 @@ maintenance or drain it, see dfs keeper maintenance --help.
                             (default: stored bytes / 6 days, at least 1MiB, so every chunk is
                             checked at least weekly)
   --scrub-every DURATION    least time from the start of one pass over every chunk to the
-                            next, such as 10s or 1h (default 1m)`,
+                            next, such as 10s or 1h (default 1m)
+  --pack-max BYTES          chunks up to this size are appended to shared pack files, many
+                            made durable by one fsync; larger ones get a file each. 0 gives
+                            every chunk a file, at most 256KiB (default 64KiB)`,
   async run(argv, io) {
     // `dfs keeper WORD ...` is an operator's command about a running keeper, not a keeper to run.
     if (argv[0] !== undefined && !argv[0].startsWith('-')) return keeperAdmin.run(argv, io);
@@ -134,6 +139,7 @@ maintenance or drain it, see dfs keeper maintenance --help.
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
       reserve: { type: 'string' }, 'task-concurrency': { type: 'string' }, 'task-queue': { type: 'string' },
       'repair-bandwidth': { type: 'string' }, 'scrub-rate': { type: 'string' }, 'scrub-every': { type: 'string' },
+      'pack-max': { type: 'string' },
     }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const masterAddress = parseAddress(required('keeper', values, 'master'), '--master');
@@ -147,6 +153,7 @@ maintenance or drain it, see dfs keeper maintenance --help.
       repairBandwidth: text('repair-bandwidth') === undefined ? undefined : bytesOption(text('repair-bandwidth')!, '--repair-bandwidth', 64 * 1024),
       scrubRate: text('scrub-rate') === undefined ? undefined : parseBytes(text('scrub-rate')!, '--scrub-rate'),
       scrubCycleMinMs: text('scrub-every') === undefined ? undefined : parseDuration(text('scrub-every')!, '--scrub-every'),
+      packMax: text('pack-max') === undefined ? undefined : packMaxOption(text('pack-max')!),
     };
     const handle = await startKeeper({
       master: masterAddress, listen, dataDir: resolve(required('keeper', values, 'data')),
@@ -225,3 +232,9 @@ Ctrl-C stops the cluster.
 
 export const serverCommands: Record<string, Command> = { master, keeper, dev };
 export { formatAddress };
+
+function packMaxOption(value: string): number {
+  const n = parseBytes(value, '--pack-max');
+  if (n > INLINE_HASH_MAX) throw new DfsError('INVALID_ARGUMENT', `--pack-max ${value}: at most ${INLINE_HASH_MAX} bytes (256KiB)`);
+  return n;
+}

@@ -4,6 +4,7 @@
 // Layout of a data directory:
 //   LOCK               pid of the keeper using it (dir-lock.ts)
 //   chunks/ab/<id>     one file per chunk: header (chunk-header.ts) + data; `ab` = the id's first two digits
+//   packs/             small chunks, appended to pack files (chunk-packs.ts)
 //   tmp/               chunks being received; emptied at open, never listed
 //   quarantine/        files found damaged, kept for inspection, never listed
 
@@ -23,6 +24,7 @@ import {
   encodeChunkHeader,
   isChunkId,
 } from './chunk-header.js';
+import { ChunkPacks, DEFAULT_PACK_TARGET, type PackedRecord } from './chunk-packs.js';
 import { DirLock } from '../util/dir-lock.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { ensureDir } from '../util/ensure-dir.js';
@@ -31,6 +33,8 @@ import { ensureDir } from '../util/ensure-dir.js';
 export const DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 /** Default piece size of readStream: 1 MiB. */
 export const DEFAULT_READ_PIECE = 1024 * 1024;
+/** Default largest chunk stored in a pack rather than a file of its own: 64 KiB. */
+export const DEFAULT_PACK_MAX = 64 * 1024;
 
 export interface ChunkStoreOptions {
   /** Workers that hash and do the chunk IO. Shared; the store does not close it. */
@@ -41,6 +45,13 @@ export interface ChunkStoreOptions {
   maxChunkSize?: number;
   /** fsync chunk files and directories before acknowledging. Default true; only tests turn it off. */
   fsync?: boolean;
+  /**
+   * Chunks up to this many bytes go to pack files (no inode and no fsync of their own); larger ones
+   * get a file each. 0 keeps every chunk in a file of its own. Default 64 KiB, at most 256 KiB.
+   */
+  packMax?: number;
+  /** Pack size at which appends move on to a new pack. Default 64 MiB. */
+  packTarget?: number;
   /**
    * Bytes the file system under the store can still take, as last measured (statfs); a write that
    * does not fit fails with NO_SPACE before a byte is written. Default: not checked.
@@ -103,6 +114,10 @@ export class ChunkStore {
   private readonly onLost: ((id: string, reason: string) => void) | null;
   private readonly lock: DirLock;
   private readonly index = new Map<string, ChunkInfo>();
+  /** The chunks of `index` that live in a pack, and where. */
+  private readonly packed = new Map<string, PackedRecord>();
+  private readonly packs: ChunkPacks;
+  readonly packMax: number;
   /** Ids with a writer in progress: one writer per id at a time. */
   private readonly pending = new Map<string, ChunkWriter>();
   /** Ids whose file is being deleted or quarantined: a new write must not land before the old file is gone. */
@@ -122,6 +137,8 @@ export class ChunkStore {
     this.onLost = opts.onLost ?? null;
     this.lock = lock;
     this.report = report;
+    this.packMax = opts.packMax ?? DEFAULT_PACK_MAX;
+    this.packs = new ChunkPacks(join(dir, 'packs'), join(dir, 'quarantine'), opts.pool, this.fsync, opts.packTarget ?? DEFAULT_PACK_TARGET);
   }
 
   /**
@@ -134,6 +151,14 @@ export class ChunkStore {
     const max = opts.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE;
     if (!Number.isInteger(max) || max < 0) {
       throw new DfsError('INVALID_ARGUMENT', `maxChunkSize must be a non-negative integer, got ${max}`);
+    }
+    const packMax = opts.packMax ?? DEFAULT_PACK_MAX;
+    if (!Number.isInteger(packMax) || packMax < 0 || packMax > INLINE_HASH_MAX) {
+      throw new DfsError('INVALID_ARGUMENT', `packMax must be an integer from 0 to ${INLINE_HASH_MAX}, got ${packMax}`);
+    }
+    const packTarget = opts.packTarget ?? DEFAULT_PACK_TARGET;
+    if (!Number.isInteger(packTarget) || packTarget < 1) {
+      throw new DfsError('INVALID_ARGUMENT', `packTarget must be a positive integer, got ${packTarget}`);
     }
     const root = resolve(dir);
     try {
@@ -157,6 +182,7 @@ export class ChunkStore {
     const chunks = join(this.dir, 'chunks');
     await mkdir(join(this.dir, 'tmp'), { recursive: true });
     await mkdir(join(this.dir, 'quarantine'), { recursive: true });
+    await mkdir(join(this.dir, 'packs'), { recursive: true });
     await mkdir(chunks, { recursive: true });
     await eachLimited(FAN_DIRS, 16, (d) => mkdir(join(chunks, d), { recursive: true }).then(() => undefined));
     if (this.fsync) {
@@ -197,6 +223,16 @@ export class ChunkStore {
         this.usedBytes += header.size;
       }
     });
+
+    const packScan = await this.packs.scan((header, record) => {
+      // The same chunk twice (a lost deletion of an older copy): one copy is enough.
+      if (this.index.has(header.id)) return false;
+      this.index.set(header.id, { id: header.id, size: header.size, sha256: header.sha256, created: header.created });
+      this.packed.set(header.id, record);
+      this.usedBytes += header.size;
+      return true;
+    });
+    this.report.quarantined.push(...packScan.damaged);
     this.report.chunks = this.index.size;
   }
 
@@ -319,13 +355,24 @@ export class ChunkStore {
 
   /** @internal Verifies a small chunk gathered in memory, then writes, fsyncs and renames it in one worker request. */
   async _commitBuffered(w: ChunkWriter, buffer: Buffer): Promise<void> {
-    await this.makeDurable(w, async (place) => {
-      const digest = createHash('sha256').update(buffer.subarray(CHUNK_HEADER_SIZE)).digest('hex');
-      if (digest !== w.sha256) {
-        throw new DfsError('CHECKSUM_MISMATCH', `sha256 of ${w.size} bytes is ${digest}, expected ${w.sha256}`);
+    const digest = createHash('sha256').update(buffer.subarray(CHUNK_HEADER_SIZE)).digest('hex');
+    if (digest !== w.sha256) {
+      await this._release(w);
+      throw new DfsError('CHECKSUM_MISMATCH', `sha256 of ${w.size} bytes is ${digest}, expected ${w.sha256}`);
+    }
+    if (w.size <= this.packMax) {
+      let record: PackedRecord;
+      try {
+        record = await this.packs.append(buffer);
+      } catch (err) {
+        await this._release(w);
+        throw this._diskError(fsError(err, `chunk ${w.id}: commit`));
       }
-      await this.pool.writeFile(w.tempPath!, buffer, place);
-    });
+      this.packed.set(w.id, record);
+      this.indexCommitted(w);
+      return;
+    }
+    await this.makeDurable(w, (place) => this.pool.writeFile(w.tempPath!, buffer, place));
   }
 
   /**
@@ -345,6 +392,10 @@ export class ChunkStore {
       await this._release(w);
       throw this._diskError(fsError(err, `chunk ${w.id}: commit`));
     }
+    this.indexCommitted(w);
+  }
+
+  private indexCommitted(w: ChunkWriter): void {
     this.pending.delete(w.id);
     this.reservedBytes -= w.size;
     this.index.set(w.id, { id: w.id, size: w.size, sha256: w.sha256, created: w.created });
@@ -372,6 +423,7 @@ export class ChunkStore {
   async read(id: string): Promise<{ data: Buffer; sha256: string }> {
     const info = this.lookup(id);
     try {
+      if (this.packed.has(id)) return { data: await this.readPacked(id, info), sha256: info.sha256 };
       if (info.size <= INLINE_HASH_MAX) return { data: await this.readSmall(id, info), sha256: info.sha256 };
       const data = await this.pool.readVerified(this._path(id), {
         offset: CHUNK_HEADER_SIZE,
@@ -409,6 +461,16 @@ export class ChunkStore {
     }
   }
 
+  /** A packed chunk's data, returned only if its SHA-256 matches. */
+  private async readPacked(id: string, info: { size: number; sha256: string }): Promise<Buffer> {
+    const data = await this.packs.readData(this.packed.get(id)!, info.size);
+    const actual = createHash('sha256').update(data).digest('hex');
+    if (actual !== info.sha256) {
+      throw new DfsError('CHECKSUM_MISMATCH', `SHA-256 of the packed data is ${actual}, its header said ${info.sha256}`);
+    }
+    return data;
+  }
+
   /**
    * The chunk in pieces of `pieceSize` bytes, for big chunks, with one piece read ahead. The hash
    * can only be checked at the end: the iterator then throws CHECKSUM_MISMATCH, so a consumer must
@@ -419,6 +481,17 @@ export class ChunkStore {
     const pieceSize = opts.pieceSize ?? DEFAULT_READ_PIECE;
     if (!Number.isInteger(pieceSize) || pieceSize < 1) {
       throw new DfsError('INVALID_ARGUMENT', `readStream pieceSize must be a positive integer, got ${pieceSize}`);
+    }
+    if (this.packed.has(id)) {
+      // Small enough to read whole, and verified before a byte is handed out.
+      let data: Buffer;
+      try {
+        data = await this.readPacked(id, info);
+      } catch (err) {
+        throw this.readError(id, info, err);
+      }
+      for (let at = 0; at < data.length; at += pieceSize) yield data.subarray(at, at + pieceSize);
+      return;
     }
     let session: FileReadSession;
     try {
@@ -466,6 +539,15 @@ export class ChunkStore {
    */
   async verify(id: string, opts: { pieceSize?: number; pace?: (bytes: number) => Promise<void> } = {}): Promise<void> {
     const info = this.lookup(id);
+    if (this.packed.has(id)) {
+      try {
+        await this.readPacked(id, info);
+      } catch (err) {
+        throw this.readError(id, info, err);
+      }
+      await opts.pace?.(info.size);
+      return;
+    }
     let fileSize: number;
     try {
       fileSize = (await stat(this._path(id))).size;
@@ -510,7 +592,15 @@ export class ChunkStore {
    * brings the chunk back, the next inventory reports it, and the master deletes it again.
    */
   delete(id: string): Promise<boolean> {
-    return this.takeOut(id, async (path) => {
+    return this.takeOut(id, async (path, record) => {
+      if (record !== undefined) {
+        try {
+          await this.packs.markDead(record);
+        } catch (err) {
+          throw this._diskError(fsError(err, `delete chunk ${id}`));
+        }
+        return;
+      }
       try {
         await rm(path, { force: true });
       } catch (err) {
@@ -521,20 +611,30 @@ export class ChunkStore {
 
   /** Moves a chunk to quarantine/ (a damaged replica kept for inspection); false if it was not stored. */
   quarantine(id: string): Promise<boolean> {
-    return this.takeOut(id, (path) => this.moveToQuarantine(path, id));
+    return this.takeOut(id, async (path, record, size) => {
+      if (record === undefined) return this.moveToQuarantine(path, id);
+      try {
+        await this.packs.copyOut(record, size, join(this.dir, 'quarantine', `${id}.${Date.now()}`));
+        await this.packs.markDead(record);
+      } catch (err) {
+        throw this._diskError(fsError(err, `quarantine chunk ${id}`));
+      }
+    });
   }
 
   /** Removes a chunk from the index and its space from `used`, then lets `move` deal with its file. */
-  private async takeOut(id: string, move: (path: string) => Promise<unknown>): Promise<boolean> {
+  private async takeOut(id: string, move: (path: string, record: PackedRecord | undefined, size: number) => Promise<unknown>): Promise<boolean> {
     this.assertOpen();
     assertChunkId(id);
     const info = this.index.get(id);
     if (info === undefined) return false;
     this.index.delete(id);
     this.usedBytes -= info.size;
+    const record = this.packed.get(id);
+    this.packed.delete(id);
     this.removing.add(id);
     try {
-      await move(this._path(id));
+      await move(this._path(id), record, info.size);
     } finally {
       this.removing.delete(id);
     }
@@ -556,6 +656,7 @@ export class ChunkStore {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(Array.from(this.pending.values(), (w) => w.abort()));
+    await this.packs.close();
     await this.lock.release();
   }
 

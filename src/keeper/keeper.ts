@@ -52,6 +52,8 @@ export interface KeeperOptions {
   repairBandwidth?: number;
   /** Bytes per second the scrubber re-hashes; 0 turns it off. Default max(stored / 6 days, 1 MiB/s). */
   scrubRate?: number;
+  /** Chunks up to this many bytes go to pack files; 0 gives each chunk a file. Default 64 KiB. */
+  packMax?: number;
   /** Least time from the start of one scrub pass to the next. Default 1 minute. */
   scrubCycleMinMs?: number;
   /** Fewest ms between heartbeats sent early with results. Default 100. */
@@ -113,6 +115,7 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
     store = await ChunkStore.open(dataDir, {
       pool,
       ...(options.capacity === undefined ? {} : { capacity: options.capacity }),
+      ...(options.packMax === undefined ? {} : { packMax: options.packMax }),
       diskFree: () => health.diskFree(),
       onDiskError: (err) => {
         // One line when writes stop, not one per failing request of a failing disk.

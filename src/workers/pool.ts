@@ -214,6 +214,25 @@ export class WorkerPool {
     );
   }
 
+  /**
+   * Writes `data` at `position` of `path`, fdatasyncs (unless `fsync` is false) and closes it, in one
+   * request. With `create` the file must not exist yet, and `syncDir` is fsynced after it is made.
+   * `data` is given away, as with writeFile.
+   */
+  async writeAt(path: string, data: Uint8Array, opts: { position: number; create: boolean; fsync?: boolean; syncDir?: string }): Promise<void> {
+    await this._run(
+      {
+        op: 'writeAt',
+        path,
+        position: opts.position,
+        create: opts.create,
+        fsync: opts.fsync ?? true,
+        ...(opts.syncDir === undefined ? {} : { syncDir: opts.syncDir }),
+      },
+      { data, transfer: 'move-if-whole', context: `write ${path}` },
+    );
+  }
+
   /** Opens `path` for reading from `position`, hashing what is read. */
   async openFileReader(path: string, position = 0): Promise<FileReadSession> {
     this.assertOpen();

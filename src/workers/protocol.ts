@@ -70,6 +70,21 @@ export interface WriteFileRequest {
   syncDir?: string;
 }
 
+/**
+ * Write the bytes at `position` of a file, fdatasync (unless `fsync` is false) and close it: a batch
+ * of records appended to a pack. `create` makes the file (it must not exist) and then fsyncs
+ * `syncDir`, so the new name survives a crash too; otherwise the file must exist.
+ */
+export interface WriteAtRequest {
+  op: 'writeAt';
+  path: string;
+  data: Bytes;
+  position: number;
+  create: boolean;
+  fsync: boolean;
+  syncDir?: string;
+}
+
 /** Drop a session and close its file. Never fails. */
 export interface AbortRequest {
   op: 'abort';
@@ -101,6 +116,7 @@ export type Request =
   | ReadRequest
   | DigestRequest
   | WriteFileRequest
+  | WriteAtRequest
   | AbortRequest
   | ReadVerifiedRequest
   | ScanDirRequest;

@@ -199,6 +199,18 @@ function handle(msg: RequestMessage, reply: ReplyMessage, transfer: ArrayBuffer[
       return {};
     }
 
+    case 'writeAt': {
+      const fd = fs.openSync(msg.path, msg.create ? 'wx' : 'r+', 0o644);
+      try {
+        writeAll(fd, view(msg.data), msg.position);
+        if (msg.fsync) fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (msg.create && msg.syncDir !== undefined) fsyncDir(msg.syncDir);
+      return {};
+    }
+
     case 'abort': {
       const closed = drop(msg.sid);
       if (closed !== undefined) reply.fdClosed = closed;

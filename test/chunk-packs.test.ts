@@ -1,0 +1,183 @@
+// Small chunks in pack files: appended together, made durable together, and after a reopen listed
+// exactly as they were: deletions stay deleted, a torn tail is cut off, damage inside a pack costs
+// only the damaged record, and a pack with nothing live left is deleted.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFile, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DfsError } from '../src/wire/errors.js';
+import { WorkerPool } from '../src/workers/index.js';
+import { ChunkStore, type ChunkStoreOptions } from '../src/keeper/chunk-store.js';
+import { CHUNK_HEADER_SIZE } from '../src/keeper/chunk-header.js';
+import { tempDir, type Cleanup } from './helpers/keeper-fixtures.js';
+import { storedReplica, storedReplicas } from './helpers/stored-replicas.js';
+
+const pool = new WorkerPool({ size: 2 });
+after(() => pool.close());
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const newId = () => randomBytes(16).toString('hex');
+
+async function openStore(t: Cleanup, dir: string, opts: Partial<ChunkStoreOptions> = {}): Promise<ChunkStore> {
+  const store = await ChunkStore.open(dir, { pool, ...opts });
+  t.after(() => store.close());
+  return store;
+}
+
+async function put(store: ChunkStore, id: string, data: Buffer): Promise<void> {
+  const w = await store.createWriter(id, data.length, sha(data));
+  await w.write(data);
+  await w.commit();
+}
+
+async function packFiles(dir: string): Promise<string[]> {
+  return (await readdir(join(dir, 'packs'))).filter((n) => n.endsWith('.pack')).sort();
+}
+
+test('small chunks written at once share one pack; big ones get files; all read back verified after a reopen', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const small = Array.from({ length: 40 }, (_, i) => ({ id: newId(), data: randomBytes(i * 1000) }));
+  const big = { id: newId(), data: randomBytes(store.packMax + 1) };
+  await Promise.all([...small, big].map((c) => put(store, c.id, c.data)));
+  assert.deepEqual((await packFiles(dir)).length, 1, 'one pack for every small chunk');
+  const onDisk = await storedReplicas(dir);
+  assert.equal(onDisk.filter((r) => r.packed).length, small.length);
+  assert.deepEqual(onDisk.filter((r) => !r.packed).map((r) => r.id), [big.id]);
+
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.equal(again.count(), small.length + 1);
+  for (const c of [...small, big]) {
+    assert.deepEqual((await again.read(c.id)).data, c.data);
+    await again.verify(c.id);
+  }
+  assert.equal(again.used(), small.reduce((n, c) => n + c.data.length, big.data.length));
+});
+
+test('packMax 0 gives every chunk a file; packMax above 256 KiB is refused', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packMax: 0 });
+  await put(store, newId(), randomBytes(10));
+  assert.deepEqual(await packFiles(dir), []);
+  await assert.rejects(ChunkStore.open(await tempDir(t), { pool, packMax: 256 * 1024 + 1 }),
+    (e: DfsError) => e.code === 'INVALID_ARGUMENT' && /packMax/.test(e.message));
+});
+
+test('deleted and quarantined packed chunks stay gone after a reopen; a rewrite of the same id survives', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const chunks = Array.from({ length: 6 }, () => ({ id: newId(), data: randomBytes(3000) }));
+  for (const c of chunks) await put(store, c.id, c.data);
+  assert.equal(await store.delete(chunks[0]!.id), true);
+  assert.equal(await store.quarantine(chunks[1]!.id), true);
+  assert.equal(await store.delete(chunks[2]!.id), true);
+  await put(store, chunks[2]!.id, chunks[2]!.data); // written again, after its deletion
+  const quarantined = await readdir(join(dir, 'quarantine'));
+  assert.equal(quarantined.length, 1);
+  assert.ok(quarantined[0]!.startsWith(chunks[1]!.id));
+  assert.equal((await stat(join(dir, 'quarantine', quarantined[0]!))).size, CHUNK_HEADER_SIZE + 3000, 'the damaged record is kept whole');
+
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.list().map((c) => c.id).sort(), chunks.slice(2).map((c) => c.id).sort());
+  assert.deepEqual((await again.read(chunks[2]!.id)).data, chunks[2]!.data);
+});
+
+test('a pack whose every record is deleted is removed from disk once no longer appended to', async (t) => {
+  const dir = await tempDir(t);
+  // A tiny target: every batch starts a new pack, sealing the one before.
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const a = { id: newId(), data: randomBytes(100) };
+  const b = { id: newId(), data: randomBytes(100) };
+  await put(store, a.id, a.data);
+  await put(store, b.id, b.data);
+  assert.equal((await packFiles(dir)).length, 2);
+  await store.delete(a.id);
+  assert.equal((await packFiles(dir)).length, 1, 'the sealed pack of a is deleted with its last record');
+  assert.deepEqual((await readdir(join(dir, 'packs'))).filter((n) => n.endsWith('.dead')), []);
+  await store.delete(b.id); // the pack being appended to stays
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.equal(again.count(), 0);
+  assert.deepEqual(await readdir(join(dir, 'packs')), [], 'reopened, a pack with nothing live is deleted');
+});
+
+test('a torn tail is cut off and kept in quarantine; the records before it and new writes are intact', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const chunks = Array.from({ length: 5 }, () => ({ id: newId(), data: randomBytes(2000) }));
+  for (const c of chunks) await put(store, c.id, c.data);
+  await store.close();
+  const [pack] = await packFiles(dir);
+  const path = join(dir, 'packs', pack!);
+  const whole = (await stat(path)).size;
+  // What a crash in the middle of a batch leaves: the start of a record, never acknowledged.
+  const next = await readFile(path);
+  await appendFile(path, next.subarray(0, CHUNK_HEADER_SIZE + 700));
+
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.list().map((c) => c.id).sort(), chunks.map((c) => c.id).sort());
+  assert.equal((await stat(path)).size, whole, 'the torn tail is cut off');
+  assert.equal(again.report.quarantined.length, 1);
+  assert.match(again.report.quarantined[0]!.reason, /runs past the end/);
+  assert.equal((await readdir(join(dir, 'quarantine'))).length, 1);
+  const more = { id: newId(), data: randomBytes(500) };
+  await put(again, more.id, more.data);
+  for (const c of [...chunks, more]) assert.deepEqual((await again.read(c.id)).data, c.data);
+});
+
+test('a damaged header inside a pack loses only its record: the scan finds the next one', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const chunks = Array.from({ length: 5 }, () => ({ id: newId(), data: randomBytes(1500) }));
+  for (const c of chunks) await put(store, c.id, c.data);
+  const victim = await storedReplica(dir, chunks[2]!.id);
+  await store.close();
+  const fh = await open(victim.file, 'r+');
+  await fh.write(Buffer.from('XXXX'), 0, 4, victim.dataOffset - CHUNK_HEADER_SIZE + 30); // inside the header
+  await fh.close();
+
+  const again = await openStore(t, dir);
+  const expected = chunks.filter((_, i) => i !== 2).map((c) => c.id).sort();
+  assert.deepEqual(again.list().map((c) => c.id).sort(), expected);
+  assert.equal(again.report.quarantined.length, 1);
+  assert.match(again.report.quarantined[0]!.reason, /header check failed/);
+  for (const c of chunks) if (c !== chunks[2]) assert.deepEqual((await again.read(c.id)).data, c.data);
+});
+
+test('damaged data in a pack fails its read and its verify with CHECKSUM_MISMATCH; neighbours are unaffected', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const chunks = Array.from({ length: 3 }, () => ({ id: newId(), data: randomBytes(4096) }));
+  for (const c of chunks) await put(store, c.id, c.data);
+  const victim = await storedReplica(dir, chunks[1]!.id);
+  const fh = await open(victim.file, 'r+');
+  await fh.write(Buffer.from([0xff ^ chunks[1]!.data[100]!]), 0, 1, victim.dataOffset + 100);
+  await fh.close();
+  await assert.rejects(store.read(chunks[1]!.id), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH');
+  await assert.rejects(store.verify(chunks[1]!.id), (e: DfsError) => e.code === 'CHECKSUM_MISMATCH');
+  assert.ok(store.has(chunks[1]!.id), 'what to do about damage is the keeper\'s decision');
+  for (const i of [0, 2]) assert.deepEqual((await store.read(chunks[i]!.id)).data, chunks[i]!.data);
+});
+
+test('the same chunk in two packs (a lost deletion of a copy) is listed once, and the extra copy is marked dead', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const c = { id: newId(), data: randomBytes(800) };
+  await put(store, c.id, c.data);
+  const first = await storedReplica(dir, c.id);
+  await store.close();
+  // A second pack holding the same record, as if an older copy's deletion had been lost.
+  const record = (await readFile(first.file)).subarray(first.dataOffset - CHUNK_HEADER_SIZE, first.dataOffset + c.data.length);
+  await writeFile(join(dir, 'packs', '00000000000000ff.pack'), record);
+
+  const again = await openStore(t, dir);
+  assert.equal(again.count(), 1);
+  assert.equal(again.used(), c.data.length);
+  assert.deepEqual((await again.read(c.id)).data, c.data);
+  await again.close();
+  assert.equal((await storedReplicas(dir)).length, 1, 'only one copy is live on disk');
+});
