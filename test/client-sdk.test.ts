@@ -144,6 +144,7 @@ test('aborting a put cancels it with CANCEL, aborts the upload and commits nothi
   const controller = new AbortController();
   let sent = 0;
   const source = new Readable({
+    highWaterMark: 1, // read only as chunks are taken: the abort comes after the upload began
     read() {
       sent++;
       if (sent === 3) controller.abort();
@@ -154,6 +155,16 @@ test('aborting a put cancels it with CANCEL, aborts the upload and commits nothi
   await assert.rejects(client.put('/aborted', source, { chunkSize: 1000, signal: controller.signal }), (e: DfsError) => e.code === 'CANCEL');
   assert.equal(cluster.aborted.length, 1);
   assert.equal(cluster.committed.length, 0);
+  assert.ok(source.destroyed, 'the source is released');
+});
+
+test('aborting a put whose source has not yet filled its first chunk cancels it before any upload begins', async (t) => {
+  const { cluster, client } = await setup(t);
+  const controller = new AbortController();
+  const source = new Readable({ read() {} }); // never gives a byte
+  setTimeout(() => controller.abort(), 50);
+  await assert.rejects(client.put('/stuck', source, { signal: controller.signal }), (e: DfsError) => e.code === 'CANCEL');
+  assert.equal(cluster.begun.length, 0);
   assert.ok(source.destroyed, 'the source is released');
 });
 

@@ -88,7 +88,10 @@ test('namespace errors reach the client with their codes', async (t) => {
   await assert.rejects(call(conn, MKDIR, { path: '/x/y', parents: false }), { code: 'NOT_FOUND' });
   await assert.rejects(call(conn, STAT, { path: '/nope' }), { code: 'NOT_FOUND' });
   await assert.rejects(call(conn, MKDIR, { path: '/a/../b', parents: true }), { code: 'INVALID_ARGUMENT' });
-  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/f', replication: 3, chunkSize: 1024 });
+  // No keepers: the first chunk cannot be placed with the upload, and ALLOCATE_CHUNK says why.
+  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/f', replication: 3, chunkSize: 1024, firstChunk: 10 });
+  assert.equal(up.chunkId, undefined);
+  assert.equal(up.keepers, undefined);
   await assert.rejects(call(conn, ALLOCATE_CHUNK, { uploadId: up.uploadId, size: 10 }), { code: 'NOT_ENOUGH_KEEPERS' });
   conn.destroy();
   await master.close();
@@ -108,6 +111,30 @@ test('a keeper that stops heartbeating is reported dead and gets no new chunks',
   const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/f', replication: 3, chunkSize: 1024 });
   const { response: alloc } = await call(conn, ALLOCATE_CHUNK, { uploadId: up.uploadId, size: 10 });
   assert.deepEqual(alloc.keepers.map((k) => k.id).sort(), ['k0', 'k1']);
+  conn.destroy();
+  await master.close();
+});
+
+test('BEGIN_UPLOAD with firstChunk places the first chunk in the same round trip; it commits and survives a restart', async (t) => {
+  const dir = await tempDir(t);
+  let master = await startMaster({ port: 0, dataDir: dir });
+  let conn = await connect(parseAddress(master.address));
+  for (let i = 0; i < 3; i++) await call(conn, HEARTBEAT, heartbeat(`k${i}`, 9200 + i, `z${i}`));
+  const { response: up } = await call(conn, BEGIN_UPLOAD, { path: '/one', replication: 2, chunkSize: 1024, firstChunk: 700 });
+  assert.match(up.chunkId!, /^[0-9a-f]{32}$/);
+  assert.equal(up.keepers!.length, 2);
+  assert.equal(new Set(up.keepers!.map((k) => k.id)).size, 2, 'replicas on distinct keepers');
+  const body = encodeRecord(CHUNKS_BODY, { chunks: [{ id: up.chunkId!, size: 700, sha256: 'b'.repeat(64), replicas: up.keepers!.map((k) => ({ ...k, alive: true })) }] });
+  await call(conn, COMMIT, { uploadId: up.uploadId, size: 700 }, { body });
+  conn.destroy();
+  await master.close();
+
+  master = await startMaster({ port: 0, dataDir: dir });
+  conn = await connect(parseAddress(master.address));
+  const st = await call(conn, STAT, { path: '/one' });
+  const chunks = decodeRecord(CHUNKS_BODY, await readAll(st.body, 1 << 20)).chunks;
+  assert.equal(chunks[0]!.id, up.chunkId);
+  assert.deepEqual(chunks[0]!.replicas.map((r) => r.id).sort(), up.keepers!.map((k) => k.id).sort());
   conn.destroy();
   await master.close();
 });

@@ -1,4 +1,4 @@
-// Writing a file: BEGIN_UPLOAD, then per chunk ALLOCATE_CHUNK and WRITE_CHUNK down a keeper pipeline,
+// Writing a file: BEGIN_UPLOAD (placing the first chunk too), then per chunk ALLOCATE_CHUNK and WRITE_CHUNK down a keeper pipeline,
 // a few chunks at a time, then COMMIT with the replicas each chunk was acknowledged by. Until COMMIT
 // the file is invisible; any failure or abort sends ABORT_UPLOAD, so a partial file never appears.
 
@@ -65,8 +65,28 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
   const outer = options.signal;
   throwIfCancelled(outer, `put ${path} was cancelled`);
 
-  const begun = await ctx.master.call(BEGIN_UPLOAD, { path, replication, chunkSize }, { signal: outer });
+  // The first chunk is read before the upload begins, so the master can place it in the same round
+  // trip: a small file costs two requests to the master, not three.
+  const chunks = chunkSource(source, chunkSize);
+  let next: IteratorResult<Buffer>;
+  let begun;
+  // A source stuck waiting for input must not outlast the caller's abort.
+  const stopSource = () => { if (source instanceof Readable) source.destroy(); };
+  outer?.addEventListener('abort', stopSource, { once: true });
+  try {
+    next = await chunks.next();
+    begun = await ctx.master.call(BEGIN_UPLOAD, {
+      path, replication, chunkSize, ...(next.done ? {} : { firstChunk: next.value.length }),
+    }, { signal: outer });
+  } catch (err) {
+    await chunks.return(undefined).catch(() => undefined);
+    throw toPutError(path, err, outer);
+  } finally {
+    outer?.removeEventListener('abort', stopSource);
+  }
   const { uploadId } = begun.response;
+  const firstAllocation = begun.response.chunkId !== undefined && begun.response.keepers !== undefined
+    ? { chunkId: begun.response.chunkId, keepers: begun.response.keepers as { id: string; address: string }[] } : undefined;
   const minReplicas = Math.max(1, begun.response.minReplicas);
 
   // One signal for the whole upload: the caller's abort, or the first chunk that fails for good.
@@ -91,11 +111,13 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
 
   try {
     let index = 0;
-    for await (const data of chunkSource(source, chunkSize)) {
+    for (; !next.done; next = await chunks.next()) {
+      const data = next.value;
       if (signal.aborted) break;
       const i = index++;
       size += data.length;
-      const job: Promise<void> = writeChunk(ctx, { uploadId, path, index: i, data, minReplicas, signal, timeoutMs: options.writeTimeoutMs })
+      const allocation = i === 0 ? firstAllocation : undefined;
+      const job: Promise<void> = writeChunk(ctx, { uploadId, path, index: i, data, minReplicas, signal, timeoutMs: options.writeTimeoutMs, allocation })
         .then((chunk) => {
           written[i] = chunk;
           done = { bytes: done.bytes + chunk.size, chunks: done.chunks + 1 };
@@ -108,6 +130,7 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
       while (inFlight.size >= concurrency) await Promise.race(inFlight);
       if (signal.aborted) break;
     }
+    await chunks.return(undefined);
     await Promise.all(inFlight);
     if (signal.aborted) throw failure ?? cancelled(signal, `put ${path} was cancelled`);
 
@@ -116,6 +139,7 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
     return { path, size, chunks: written.length };
   } catch (err) {
     fail(err);
+    await chunks.return(undefined).catch(() => undefined);
     await Promise.allSettled(inFlight);
     // Best effort, and not under the caller's signal: it may be the reason we are here.
     await ctx.master.call(ABORT_UPLOAD, { uploadId }, { timeoutMs: 5_000 }).catch(() => {});
@@ -133,6 +157,8 @@ interface ChunkJob {
   minReplicas: number;
   signal: AbortSignal;
   timeoutMs: number | undefined;
+  /** Keepers already placed for this chunk (the first one, by BEGIN_UPLOAD): its first attempt asks no ALLOCATE_CHUNK. */
+  allocation: { chunkId: string; keepers: { id: string; address: string }[] } | undefined;
 }
 
 /**
@@ -152,7 +178,9 @@ async function writeChunk(ctx: UploadContext, job: ChunkJob): Promise<WrittenChu
     throwIfCancelled(signal, `put ${job.path} was cancelled`);
     let allocated;
     try {
-      allocated = await allocateWhenReady(ctx, { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) }, signal);
+      allocated = attempt === 1 && job.allocation !== undefined
+        ? { response: job.allocation }
+        : await allocateWhenReady(ctx, { uploadId, size: data.length, ...(exclude.size > 0 ? { exclude: [...exclude] } : {}) }, signal);
     } catch (err) {
       // Out of keepers because the ones left said they are full: that is a full cluster, and says so.
       if (err instanceof DfsError && err.code === 'NOT_ENOUGH_KEEPERS' && full.size > 0) {

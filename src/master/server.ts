@@ -202,31 +202,13 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     await commit({ type: 'rename', src: normalisePath(request.src), dst: normalisePath(request.dst), mtime: Date.now() });
     return { response: {} };
   });
-  rpc.register(BEGIN_UPLOAD, async ({ request }) => {
-    const replication = request.replication || defaultReplication;
-    const chunkSize = request.chunkSize;
-    if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) {
-      throw new DfsError('INVALID_ARGUMENT', `chunk size ${chunkSize} is outside 1..${MAX_CHUNK_SIZE}`);
-    }
-    const uploadId = newId();
-    const path = normalisePath(request.path);
-    // Like creating a file anywhere else, an upload brings its missing parent directories with it.
-    const parent = path.slice(0, path.lastIndexOf('/')) || '/';
-    if (parent !== '/' && state.lookup(parent) === undefined) {
-      await commit({ type: 'mkdir', path: parent, parents: true, mtime: Date.now() });
-    }
-    await commit({ type: 'begin-upload', uploadId, path, replication, chunkSize, mtime: Date.now() });
-    return { response: { uploadId, minReplicas: Math.min(minReplicas, replication) } };
-  });
-  rpc.register(ALLOCATE_CHUNK, async ({ request }) => {
-    const upload = state.upload(request.uploadId);
-    if (!upload) throw new DfsError('NOT_FOUND', `upload ${request.uploadId} is not open (aborted, committed or never begun)`);
+  /** Places a new chunk of an open upload and journals it: its id and keepers in pipeline order. */
+  async function allocate(upload: { uploadId: string; replication: number }, size: number, exclude: readonly string[]) {
     let placed: string[] = [];
     let refusal: unknown = null;
     try {
       placed = placeReplicas({
-        keepers: placementKeepers(), replication: upload.replication, chunkSize: request.size,
-        random: Math.random, exclude: request.exclude ?? [],
+        keepers: placementKeepers(), replication: upload.replication, chunkSize: size, random: Math.random, exclude,
       });
     } catch (err) {
       refusal = err;
@@ -243,12 +225,49 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     if (placed.length < needed) {
       const alive = keepers.all().filter((k) => k.alive).length;
       throw new DfsError('NOT_ENOUGH_KEEPERS',
-        `only ${placed.length} keeper(s) can take a ${request.size}-byte chunk (${alive} alive); at least ${needed} replicas are required`);
+        `only ${placed.length} keeper(s) can take a ${size}-byte chunk (${alive} alive); at least ${needed} replicas are required`);
     }
     const chunkId = newId();
     // Registered keepers only: the state machine refuses replicas on unknown keepers.
     await commit({ type: 'allocate-chunks', uploadId: upload.uploadId, chunks: [{ id: chunkId, replicas: placed }], mtime: Date.now() });
-    return { response: { chunkId, keepers: placed.map((id) => ({ id, address: keepers.address(id)! })) } };
+    return { chunkId, keepers: placed.map((id) => ({ id, address: keepers.address(id)! })) };
+  }
+
+  rpc.register(BEGIN_UPLOAD, async ({ request }) => {
+    const replication = request.replication || defaultReplication;
+    const chunkSize = request.chunkSize;
+    if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) {
+      throw new DfsError('INVALID_ARGUMENT', `chunk size ${chunkSize} is outside 1..${MAX_CHUNK_SIZE}`);
+    }
+    const uploadId = newId();
+    const path = normalisePath(request.path);
+    // Like creating a file anywhere else, an upload brings its missing parent directories with it.
+    const parent = path.slice(0, path.lastIndexOf('/')) || '/';
+    if (parent !== '/' && state.lookup(parent) === undefined) {
+      await commit({ type: 'mkdir', path: parent, parents: true, mtime: Date.now() });
+    }
+    const begun = commit({ type: 'begin-upload', uploadId, path, replication, chunkSize, mtime: Date.now() });
+    const response = { uploadId, minReplicas: Math.min(minReplicas, replication) };
+    if (request.firstChunk === undefined) {
+      await begun;
+      return { response };
+    }
+    // The first chunk's allocation joins the same journal batch. If it cannot be placed now, the
+    // writer asks ALLOCATE_CHUNK, which says why or waits for keepers to report in.
+    const first = allocate({ uploadId, replication }, request.firstChunk, []);
+    first.catch(() => undefined);
+    await begun;
+    try {
+      return { response: { ...response, ...(await first) } };
+    } catch (err) {
+      if (!(err instanceof DfsError)) throw err;
+      return { response };
+    }
+  });
+  rpc.register(ALLOCATE_CHUNK, async ({ request }) => {
+    const upload = state.upload(request.uploadId);
+    if (!upload) throw new DfsError('NOT_FOUND', `upload ${request.uploadId} is not open (aborted, committed or never begun)`);
+    return { response: await allocate(upload, request.size, request.exclude ?? []) };
   });
   rpc.register(COMMIT, async ({ request, body }) => {
     const upload = state.upload(request.uploadId);

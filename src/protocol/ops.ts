@@ -167,8 +167,16 @@ export const BEGIN_UPLOAD = defineOperation({
     path: { tag: 1, type: 'string' },
     replication: { tag: 2, type: 'u8' },
     chunkSize: { tag: 3, type: 'u32' },
+    /** Size of the first chunk: allocate it in the same round trip, as ALLOCATE_CHUNK would. */
+    firstChunk: { tag: 4, type: 'u32', optional: true },
   },
-  response: { uploadId: { tag: 1, type: 'string' }, minReplicas: { tag: 2, type: 'u8' } },
+  response: {
+    uploadId: { tag: 1, type: 'string' },
+    minReplicas: { tag: 2, type: 'u8' },
+    /** The first chunk's allocation, when asked for and possible; otherwise the writer asks ALLOCATE_CHUNK. */
+    chunkId: { tag: 3, type: 'string', optional: true },
+    keepers: { tag: 4, type: { list: { record: KEEPER_REF } }, optional: true },
+  },
 });
 
 /** Picks keepers for the next chunk of an upload; `exclude` names keepers that failed this writer. */
