@@ -89,6 +89,8 @@ export class WireStream extends Duplex {
 
   /** Set when END_STREAM rides on the OPEN or REPLY frame itself instead of a DATA frame. */
   endOnOpen = false;
+  /** Whether the stream is in its connection's queue of streams with something to send. */
+  inSendable = false;
 
   /** Answers a stream the peer opened; with `endStream` the reply has no body. */
   reply(header: Buffer, options: { endStream?: boolean } = {}): void {

@@ -26,15 +26,20 @@ export function encodePreface(version = PROTOCOL_MAJOR_VERSION): Buffer {
 
 /** The 9-byte header alone, so DATA payloads can be written after it without a copy. */
 export function encodeFrameHeader(type: number, flags: number, streamId: number, length: number): Buffer {
-  if (length > MAX_FRAME_SIZE_CEILING) throw new RangeError(`frame payload of ${length} bytes exceeds 2^24-1`);
   const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH);
-  out[0] = length >>> 16;
-  out[1] = (length >>> 8) & 0xff;
-  out[2] = length & 0xff;
-  out[3] = type;
-  out[4] = flags;
-  out.writeUInt32BE(streamId & MAX_STREAM_ID, 5);
+  writeFrameHeader(out, 0, type, flags, streamId, length);
   return out;
+}
+
+/** Writes the 9-byte header into `out` at `at`, so frames can be gathered into one buffer. */
+export function writeFrameHeader(out: Buffer, at: number, type: number, flags: number, streamId: number, length: number): void {
+  if (length > MAX_FRAME_SIZE_CEILING) throw new RangeError(`frame payload of ${length} bytes exceeds 2^24-1`);
+  out[at] = length >>> 16;
+  out[at + 1] = (length >>> 8) & 0xff;
+  out[at + 2] = length & 0xff;
+  out[at + 3] = type;
+  out[at + 4] = flags;
+  out.writeUInt32BE(streamId & MAX_STREAM_ID, at + 5);
 }
 
 export function encodeFrame(type: number, flags: number, streamId: number, payload: Buffer = EMPTY): Buffer {
