@@ -59,7 +59,10 @@ export class WireStream extends Duplex {
   receivedBytes = 0;
   private readonly grantAt: number;
   private pushedBytes = 0;
+  /** Consumed bytes returned to the peer as stream credit. */
   private creditedBytes = 0;
+  /** Consumed bytes reported to the connection, for its own window. */
+  private reportedBytes = 0;
   private remoteEnded = false;
 
   /** REPLY state, for streams this side opened. */
@@ -240,14 +243,22 @@ export class WireStream extends Duplex {
     return this.sendClosed;
   }
 
-  /** Returns consumed bytes as credit: the connection always, the stream once half its window is consumed. */
+  /**
+   * Returns consumed bytes as credit: every byte to the connection, which grants its own credit once
+   * half its window is consumed, whichever streams consumed it; stream credit once half the stream's
+   * window is consumed. (Reporting to the connection only with stream credit would let many streams,
+   * each below its own threshold, hold the whole connection window between them: a deadlock.)
+   */
   private returnCredit(): void {
     const consumed = this.pushedBytes - this.readableLength;
+    if (consumed > this.reportedBytes) {
+      this.host.consumed(consumed - this.reportedBytes);
+      this.reportedBytes = consumed;
+    }
     const fresh = consumed - this.creditedBytes;
     if (fresh <= 0) return;
     if (this.remoteEnded || this.closeError || fresh >= this.grantAt) {
       this.creditedBytes = consumed;
-      this.host.consumed(fresh);
       if (!this.remoteEnded && !this.closeError && !this.destroyed) {
         this.recvWindow += fresh;
         this.host.sendStreamCredit(this, fresh);
@@ -277,9 +288,9 @@ export class WireStream extends Duplex {
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     // Bytes never read count as consumed for the connection window, so credit is never lost.
-    const unread = this.pushedBytes - this.creditedBytes;
+    const unread = this.pushedBytes - this.reportedBytes;
     if (unread > 0) {
-      this.creditedBytes = this.pushedBytes;
+      this.reportedBytes = this.creditedBytes = this.pushedBytes;
       this.host.consumed(unread);
     }
     if (this.state !== 'closed') {
