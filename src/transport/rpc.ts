@@ -246,8 +246,11 @@ export class RpcServer {
     }
     // A handler that answers at once is still answered after the current read is handled (a
     // microtask, as an async handler would be), so a small request body has arrived by then.
-    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') Promise.resolve(result).then(call.finish, call.failed);
-    else queueMicrotask(() => call.finish(result as HandlerResult<Schema>));
+    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+      Promise.resolve(result).then((r) => call.finish(r), (err: unknown) => call.fail(err));
+    } else {
+      queueMicrotask(() => call.finish(result as HandlerResult<Schema>));
+    }
   }
 }
 
@@ -274,7 +277,7 @@ class IncomingCall implements RequestContext<Schema> {
     return this.controller.signal;
   }
 
-  readonly finish = (result: HandlerResult<Schema>): void => {
+  finish(result: HandlerResult<Schema>): void {
     this.handlerDone = true;
     const stream = this.body;
     if (stream.destroyed) return;
@@ -286,14 +289,13 @@ class IncomingCall implements RequestContext<Schema> {
       } else {
         stream.reply(header);
         sendBody(stream, result.body);
-        stream.once('finish', () => endUnreadRequest(stream));
+        // Once the request body has ended there is nothing left to refuse.
+        if (!stream.isRemoteEnded) stream.once('finish', () => endUnreadRequest(stream));
       }
     } catch (err) {
       this.fail(err);
     }
-  };
-
-  readonly failed = (err: unknown): void => this.fail(err);
+  }
 
   fail(err: unknown): void {
     this.handlerDone = true;

@@ -69,7 +69,10 @@ export class WireStream extends Duplex {
   replyHeader: Buffer | null = null;
   /** Whether this side sent REPLY (for streams the peer opened). */
   replied = false;
-  private replyWaiters: { resolve: (h: Buffer) => void; reject: (e: Error) => void }[] = [];
+  /** What waitForReply() hands out, made on its first call; every caller shares it. */
+  private replyPromise: Promise<Buffer> | null = null;
+  private resolveReply: ((h: Buffer) => void) | null = null;
+  private rejectReply: ((e: Error) => void) | null = null;
   private closeError: Error | null = null;
 
   constructor(
@@ -104,7 +107,11 @@ export class WireStream extends Duplex {
   waitForReply(): Promise<Buffer> {
     if (this.replyHeader) return Promise.resolve(this.replyHeader);
     if (this.closeError) return Promise.reject(this.closeError);
-    return new Promise((resolve, reject) => this.replyWaiters.push({ resolve, reject }));
+    this.replyPromise ??= new Promise((resolve, reject) => {
+      this.resolveReply = resolve;
+      this.rejectReply = reject;
+    });
+    return this.replyPromise;
   }
 
   // ---- Writable side ----
@@ -270,7 +277,9 @@ export class WireStream extends Duplex {
 
   onReply(header: Buffer): void {
     this.replyHeader = header;
-    for (const w of this.replyWaiters.splice(0)) w.resolve(header);
+    const resolve = this.resolveReply;
+    this.resolveReply = this.rejectReply = null;
+    resolve?.(header);
   }
 
   // ---- Ending ----
@@ -305,7 +314,9 @@ export class WireStream extends Duplex {
     this.state = 'closed';
     this.sendClosed = true;
     this.closeError = err ?? new DfsError('STREAM_CLOSED', `stream ${this.id} was closed by the peer`);
-    for (const w of this.replyWaiters.splice(0)) w.reject(this.closeError);
+    const reject = this.rejectReply;
+    this.resolveReply = this.rejectReply = null;
+    reject?.(this.closeError);
     for (const p of this.queue.splice(0)) {
       if (p.callback) process.nextTick(p.callback, err);
     }

@@ -44,7 +44,7 @@ export function writeFrameHeader(out: Buffer, at: number, type: number, flags: n
 
 export function encodeFrame(type: number, flags: number, streamId: number, payload: Buffer = EMPTY): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + payload.length);
-  encodeFrameHeader(type, flags, streamId, payload.length).copy(out, 0);
+  writeFrameHeader(out, 0, type, flags, streamId, payload.length);
   payload.copy(out, FRAME_HEADER_LENGTH);
   return out;
 }
@@ -112,11 +112,13 @@ export interface Open {
 }
 
 export function encodeOpen(streamId: number, op: number, opVersion: number, header: Buffer, endStream: boolean): Buffer {
-  const payload = Buffer.allocUnsafe(4 + header.length);
-  payload.writeUInt16BE(op, 0);
-  payload.writeUInt16BE(opVersion, 2);
-  header.copy(payload, 4);
-  return encodeFrame(FrameType.OPEN, endStream ? 0x01 : 0, streamId, payload);
+  // One buffer for the whole frame: every request makes one.
+  const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + 4 + header.length);
+  writeFrameHeader(out, 0, FrameType.OPEN, endStream ? 0x01 : 0, streamId, 4 + header.length);
+  out.writeUInt16BE(op, FRAME_HEADER_LENGTH);
+  out.writeUInt16BE(opVersion, FRAME_HEADER_LENGTH + 2);
+  header.copy(out, FRAME_HEADER_LENGTH + 4);
+  return out;
 }
 
 export function parseOpen(payload: Buffer, streamId: number): Open {
