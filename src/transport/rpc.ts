@@ -67,7 +67,9 @@ export async function callForBuffer<Q extends Schema, R extends Schema>(
   conn: Connection, operation: Operation<Q, R>, request: Decoded<Q>, options: CallOptions & { maxBodyBytes?: number } = {},
 ): Promise<{ response: Decoded<R>; body: Buffer }> {
   const result = await call(conn, operation, request, options);
-  const body = await readAll(result.body, options.maxBodyBytes ?? 64 * 1024 * 1024);
+  const maxBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  // A small body usually arrived with its REPLY: take it without waiting on another promise.
+  const body = arrivedWhole(result.body, maxBytes) ? takeWhole(result.body) : await readAll(result.body, maxBytes);
   return { response: result.response, body };
 }
 
@@ -80,6 +82,11 @@ function arrivedWhole(stream: Readable, maxBytes: number): stream is WireStream 
     && stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0 && stream.readableLength <= maxBytes;
 }
 
+/** The whole body of a stream for which arrivedWhole() holds. */
+function takeWhole(stream: WireStream): Buffer {
+  return (stream.read() as Buffer | null) ?? EMPTY;
+}
+
 function sendBody(stream: WireStream, body: Body): void {
   if (Buffer.isBuffer(body) || body instanceof Uint8Array) {
     stream.end(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
@@ -87,8 +94,8 @@ function sendBody(stream: WireStream, body: Body): void {
   }
   if (body instanceof Readable && arrivedWhole(body, WHOLE_BODY_LIMIT)) {
     // A small body that is already complete (an echo, a relay of a small request): no pump needed.
-    const data = body.read() as Buffer | null;
-    if (data === null) stream.end();
+    const data = takeWhole(body);
+    if (data.length === 0) stream.end();
     else stream.end(data);
     return;
   }
@@ -152,7 +159,7 @@ function sendBody(stream: WireStream, body: Body): void {
 export function readAll(stream: Readable, maxBytes: number): Promise<Buffer> {
   if (arrivedWhole(stream, maxBytes)) {
     // The usual case for a small reply: it came in the same read as its REPLY.
-    return Promise.resolve((stream.read() as Buffer | null) ?? EMPTY);
+    return Promise.resolve(takeWhole(stream));
   }
   // Plain listeners rather than `for await`: an async iterator per body showed up in profiles.
   return new Promise<Buffer>((resolve, reject) => {
