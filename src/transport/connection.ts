@@ -331,8 +331,9 @@ export class Connection extends EventEmitter implements StreamHost {
         if (piece.end) stream.onEndSent();
         else if (stream.hasSendable()) this.markSendable(stream);
       }
-      this.release();
     } finally {
+      // Even if a stream threw: what was gathered leaves now, ahead of anything written later.
+      this.release();
       socket.uncork();
     }
     if (socket.writableLength > this.limits.maxBufferedOutput) {
