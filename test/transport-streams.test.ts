@@ -153,3 +153,24 @@ test('a small body written with end() leaves as one DATA frame carrying END_STRE
   assert.deepEqual(data, [{ type: FrameType.DATA, flags: Flag.END_STREAM, length: 64 }]);
   client.destroy();
 });
+
+test('many streams that each consume less than half their window still return the connection window', { timeout: 60_000 }, async () => {
+  // 64 streams share the 16 MiB connection window: each gets about 256 KiB of it, below half its own
+  // 1 MiB window, so connection credit must not wait for stream credit or every sender blocks for good.
+  const { client, server, close } = pair();
+  server.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    let received = 0;
+    s.on('data', (chunk: Buffer) => { received += chunk.length; });
+    s.on('end', () => s.reply(Buffer.from(String(received)), { endStream: true }));
+  });
+  const body = Buffer.alloc(2 * 1024 * 1024, 0x61);
+  const counts = await Promise.all(Array.from({ length: 64 }, async () => {
+    const s = client.openStream(1, 1, Buffer.alloc(0));
+    s.on('error', () => {});
+    s.end(body);
+    return (await s.waitForReply()).toString();
+  }));
+  assert.deepEqual(counts, counts.map(() => String(body.length)));
+  close();
+});

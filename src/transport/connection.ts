@@ -6,15 +6,15 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import {
-  DEFAULT_SETTINGS, Flag, FrameType, HelloExtension, MAX_STREAM_ID, MAX_WINDOW,
+  DEFAULT_SETTINGS, FRAME_HEADER_LENGTH, Flag, FrameType, HelloExtension, MAX_STREAM_ID, MAX_WINDOW,
   isKnownFrameType, type Settings,
 } from '../wire/constants.js';
 import { DfsError, WireError, type ErrorCode } from '../wire/errors.js';
 import { FrameDecoder } from '../wire/decoder.js';
 import {
-  encodeCredit, encodeFrameHeader, encodeGoAway, encodeHello, encodeOpen, encodePing, encodePong, encodePreface,
+  encodeCredit, encodeGoAway, encodeHello, encodeOpen, encodePing, encodePong, encodePreface,
   encodeReply, encodeReset, parseCredit, parseGoAway, parseHello, parseOpen, parseReset, resolveSettings,
-  type GoAway, type RawFrame,
+  writeFrameHeader, type GoAway, type RawFrame,
 } from '../wire/frames.js';
 import { DEFAULT_LIMITS, RateCounter, type Limits } from './limits.js';
 import { WireStream, type StreamHost } from './stream.js';
@@ -23,6 +23,14 @@ export type Role = 'client' | 'server';
 
 /** Bytes queued on the socket before DATA waits for 'drain': several frames per system call. */
 const OUTPUT_BATCH = 256 * 1024;
+
+/**
+ * Frames of at most this many bytes (control frames, DATA headers, small payloads) are copied into
+ * one output buffer, so a flush hands the socket a few large writes instead of three small ones
+ * per request; larger payloads are written as they are, without a copy.
+ */
+const COPY_LIMIT = 1024;
+const SLAB_SIZE = 16 * 1024;
 
 export interface ConnectionOptions {
   /** Clients open odd stream ids, servers even ones. */
@@ -73,8 +81,11 @@ export class Connection extends EventEmitter implements StreamHost {
 
   private readonly control: Buffer[] = [];
   private readonly sendable: WireStream[] = [];
-  private readonly inSendable = new Set<WireStream>();
   private flushScheduled = false;
+  /** Where flush() gathers small frames: bytes before slabFrom are with the socket, up to slabAt are not yet. */
+  private slab: Buffer | null = null;
+  private slabFrom = 0;
+  private slabAt = 0;
 
   private readonly pings = new Map<string, PendingPing>();
   private lastFrameAt = Date.now();
@@ -215,8 +226,8 @@ export class Connection extends EventEmitter implements StreamHost {
   // ---- StreamHost ----
 
   markSendable(stream: WireStream): void {
-    if (stream.state === 'pending' || this.inSendable.has(stream)) return;
-    this.inSendable.add(stream);
+    if (stream.state === 'pending' || stream.inSendable) return;
+    stream.inSendable = true;
     this.sendable.push(stream);
     this.scheduleFlush();
   }
@@ -300,31 +311,69 @@ export class Connection extends EventEmitter implements StreamHost {
     const socket = this.socket;
     socket.cork();
     try {
-      while (this.control.length > 0) socket.write(this.control.shift()!);
+      for (const frame of this.control) this.put(frame);
+      this.control.length = 0;
       while (this.sendable.length > 0 && !this.socketFull()) {
         const stream = this.sendable.shift()!;
-        this.inSendable.delete(stream);
+        stream.inSendable = false;
         if (!stream.hasSendable()) continue; // waits for its own credit, or for the application
         // An END_STREAM without data needs no credit, so takeData may succeed with a zero window.
         const piece = stream.takeData(Math.min(this.sendWindow, this.peerSettings.maxFrameSize));
         if (piece === null) {
           // The connection window is spent: keep this stream first in line for the next CREDIT.
-          this.inSendable.add(stream);
+          stream.inSendable = true;
           this.sendable.unshift(stream);
           break;
         }
         this.sendWindow -= piece.data.length;
-        socket.write(encodeFrameHeader(FrameType.DATA, piece.end ? Flag.END_STREAM : 0, stream.id, piece.data.length));
-        if (piece.data.length > 0) socket.write(piece.data);
+        this.putFrameHeader(FrameType.DATA, piece.end ? Flag.END_STREAM : 0, stream.id, piece.data.length);
+        if (piece.data.length > 0) this.put(piece.data);
         if (piece.end) stream.onEndSent();
         else if (stream.hasSendable()) this.markSendable(stream);
       }
     } finally {
+      // Even if a stream threw: what was gathered leaves now, ahead of anything written later.
+      this.release();
       socket.uncork();
     }
     if (socket.writableLength > this.limits.maxBufferedOutput) {
       this.destroy(new DfsError('CONNECTION_CLOSED', `${this.peerLabel} is not reading: ${socket.writableLength} bytes queued`));
       return;
+    }
+  }
+
+  /** Adds a frame or payload to the output: copied when small, handed to the socket as it is when large. */
+  private put(bytes: Buffer): void {
+    if (bytes.length > COPY_LIMIT) {
+      this.release();
+      this.socket.write(bytes);
+      return;
+    }
+    const slab = this.room(bytes.length);
+    bytes.copy(slab, this.slabAt);
+    this.slabAt += bytes.length;
+  }
+
+  private putFrameHeader(type: number, flags: number, streamId: number, length: number): void {
+    writeFrameHeader(this.room(FRAME_HEADER_LENGTH), this.slabAt, type, flags, streamId, length);
+    this.slabAt += FRAME_HEADER_LENGTH;
+  }
+
+  /** The output buffer, with at least `n` bytes free after slabAt. */
+  private room(n: number): Buffer {
+    if (this.slab === null || SLAB_SIZE - this.slabAt < n) {
+      this.release();
+      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+      this.slabFrom = this.slabAt = 0;
+    }
+    return this.slab;
+  }
+
+  /** Hands the gathered bytes to the socket. The buffer is not reused below slabAt: the socket may still hold them. */
+  private release(): void {
+    if (this.slabAt > this.slabFrom) {
+      this.socket.write(this.slab!.subarray(this.slabFrom, this.slabAt));
+      this.slabFrom = this.slabAt;
     }
   }
 

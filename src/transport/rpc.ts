@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { DfsError } from '../wire/errors.js';
 import { decodeRecord, encodeRecord, type Decoded, type Schema } from '../wire/fields.js';
 import type { Connection } from './connection.js';
-import type { WireStream } from './stream.js';
+import { WireStream } from './stream.js';
 
 export interface Operation<Q extends Schema = Schema, R extends Schema = Schema> {
   readonly name: string;
@@ -38,16 +38,17 @@ export interface CallResult<R extends Schema> {
 export async function call<Q extends Schema, R extends Schema>(
   conn: Connection, operation: Operation<Q, R>, request: Decoded<Q>, options: CallOptions = {},
 ): Promise<CallResult<R>> {
-  options.signal?.throwIfAborted();
+  const { signal, timeoutMs } = options;
+  signal?.throwIfAborted();
   const header = encodeRecord(operation.request, request);
   const stream = conn.openStream(operation.op, operation.version, header, { endStream: options.body === undefined });
   // Errors surface through the reply promise or the body reader; never as an unhandled 'error'.
   stream.on('error', ignore);
-  const abort = (code: 'CANCEL' | 'DEADLINE_EXCEEDED', why: string) => stream.destroy(new DfsError(code, why));
-  const onAbort = () => abort('CANCEL', `${operation.name} was cancelled`);
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  const timer = options.timeoutMs === undefined ? null
-    : setTimeout(() => abort('DEADLINE_EXCEEDED', `${operation.name} got no reply within ${options.timeoutMs} ms`), options.timeoutMs);
+  // The listener and the timer are made only when asked for: most calls have neither.
+  const onAbort = signal ? () => stream.destroy(new DfsError('CANCEL', `${operation.name} was cancelled`)) : null;
+  if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
+  const timer = timeoutMs === undefined ? null
+    : setTimeout(() => stream.destroy(new DfsError('DEADLINE_EXCEEDED', `${operation.name} got no reply within ${timeoutMs} ms`)), timeoutMs);
   if (options.body !== undefined) sendBody(stream, options.body);
   try {
     const replyHeader = await stream.waitForReply();
@@ -57,7 +58,7 @@ export async function call<Q extends Schema, R extends Schema>(
     throw err;
   } finally {
     if (timer) clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
+    if (onAbort) signal!.removeEventListener('abort', onAbort);
   }
 }
 
@@ -66,13 +67,36 @@ export async function callForBuffer<Q extends Schema, R extends Schema>(
   conn: Connection, operation: Operation<Q, R>, request: Decoded<Q>, options: CallOptions & { maxBodyBytes?: number } = {},
 ): Promise<{ response: Decoded<R>; body: Buffer }> {
   const result = await call(conn, operation, request, options);
-  const body = await readAll(result.body, options.maxBodyBytes ?? 64 * 1024 * 1024);
+  const maxBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  // A small body usually arrived with its REPLY: take it without waiting on another promise.
+  const body = arrivedWhole(result.body, maxBytes) ? takeWhole(result.body) : await readAll(result.body, maxBytes);
   return { response: result.response, body };
+}
+
+/** Bodies up to this size that have fully arrived already are taken in one read(), without a flowing pump. */
+const WHOLE_BODY_LIMIT = 64 * 1024;
+
+/** Whether every byte of a stream's body is already buffered and nobody has started reading it. */
+function arrivedWhole(stream: Readable, maxBytes: number): stream is WireStream {
+  return stream instanceof WireStream && stream.isRemoteEnded && !stream.destroyed && stream.readableFlowing === null
+    && stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0 && stream.readableLength <= maxBytes;
+}
+
+/** The whole body of a stream for which arrivedWhole() holds. */
+function takeWhole(stream: WireStream): Buffer {
+  return (stream.read() as Buffer | null) ?? EMPTY;
 }
 
 function sendBody(stream: WireStream, body: Body): void {
   if (Buffer.isBuffer(body) || body instanceof Uint8Array) {
     stream.end(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    return;
+  }
+  if (body instanceof Readable && arrivedWhole(body, WHOLE_BODY_LIMIT)) {
+    // A small body that is already complete (an echo, a relay of a small request): no pump needed.
+    const data = takeWhole(body);
+    if (data.length === 0) stream.end();
+    else stream.end(data);
     return;
   }
   // A body that fails mid-way must not look like a complete one: cancel the stream.
@@ -133,6 +157,10 @@ function sendBody(stream: WireStream, body: Body): void {
 
 /** Reads a stream to its end into one buffer; fails with INVALID_ARGUMENT beyond `maxBytes`. */
 export function readAll(stream: Readable, maxBytes: number): Promise<Buffer> {
+  if (arrivedWhole(stream, maxBytes)) {
+    // The usual case for a small reply: it came in the same read as its REPLY.
+    return Promise.resolve(takeWhole(stream));
+  }
   // Plain listeners rather than `for await`: an async iterator per body showed up in profiles.
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -199,12 +227,10 @@ export class RpcServer {
 
   /** Serves every stream the peer opens on this connection. */
   serve(conn: Connection): void {
-    conn.on('stream', (stream: WireStream) => {
-      this.dispatch(conn, stream).catch(() => {});
-    });
+    conn.on('stream', (stream: WireStream) => this.dispatch(conn, stream));
   }
 
-  private async dispatch(conn: Connection, stream: WireStream): Promise<void> {
+  private dispatch(conn: Connection, stream: WireStream): void {
     stream.on('error', ignore);
     const entry = this.handlers.get(stream.op);
     if (!entry) {
@@ -216,45 +242,75 @@ export class RpcServer {
         `${entry.operation.name} version ${stream.opVersion} is not supported; this side speaks version ${entry.operation.version}`));
       return;
     }
-    // The AbortController and its 'close' listener are made only if the handler asks for the
-    // signal: most requests never need it, and building them per request showed up in profiles.
-    let controller: AbortController | null = null;
-    let handlerDone = false;
-    const name = entry.operation.name;
+    const call = new IncomingCall(conn, stream, entry.operation);
+    let result: Promise<HandlerResult<Schema>> | HandlerResult<Schema>;
     try {
-      const request = decodeRecord(entry.operation.request, stream.header);
-      const ctx: RequestContext<Schema> = {
-        request, body: stream, connection: conn,
-        get signal() {
-          if (!controller) {
-            const c = new AbortController();
-            controller = c;
-            const cancel = () => { if (!handlerDone) c.abort(new DfsError('CANCEL', `${name} was cancelled by the caller`)); };
-            if (stream.destroyed) cancel();
-            else stream.once('close', cancel);
-          }
-          return controller.signal;
-        },
-      };
-      const result = await entry.handler(ctx);
-      handlerDone = true;
-      if (stream.destroyed) return;
-      const header = encodeRecord(entry.operation.response, result.response);
+      call.request = decodeRecord(entry.operation.request, stream.header);
+      result = entry.handler(call);
+    } catch (err) {
+      call.fail(err);
+      return;
+    }
+    // A handler that answers at once is still answered after the current read is handled (a
+    // microtask, as an async handler would be), so a small request body has arrived by then.
+    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+      Promise.resolve(result).then((r) => call.finish(r), (err: unknown) => call.fail(err));
+    } else {
+      queueMicrotask(() => call.finish(result as HandlerResult<Schema>));
+    }
+  }
+}
+
+/** One request being served: the handler's context, and what to do with its result. */
+class IncomingCall implements RequestContext<Schema> {
+  request: Decoded<Schema> = {};
+  private controller: AbortController | null = null;
+  private handlerDone = false;
+
+  constructor(readonly connection: Connection, readonly body: WireStream, private readonly operation: Operation) {}
+
+  /**
+   * The AbortController and its 'close' listener are made only if the handler asks for the signal:
+   * most requests never need it, and building them per request showed up in profiles.
+   */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      const c = new AbortController();
+      this.controller = c;
+      const cancel = () => { if (!this.handlerDone) c.abort(new DfsError('CANCEL', `${this.operation.name} was cancelled by the caller`)); };
+      if (this.body.destroyed) cancel();
+      else this.body.once('close', cancel);
+    }
+    return this.controller.signal;
+  }
+
+  finish(result: HandlerResult<Schema>): void {
+    this.handlerDone = true;
+    const stream = this.body;
+    if (stream.destroyed) return;
+    try {
+      const header = encodeRecord(this.operation.response, result.response);
       if (result.body === undefined) {
         stream.reply(header, { endStream: true });
         endUnreadRequest(stream);
       } else {
         stream.reply(header);
         sendBody(stream, result.body);
-        stream.once('finish', () => endUnreadRequest(stream));
+        // Once the request body has ended there is nothing left to refuse.
+        if (!stream.isRemoteEnded) stream.once('finish', () => endUnreadRequest(stream));
       }
     } catch (err) {
-      handlerDone = true;
-      if (stream.destroyed) return;
-      const failure = err instanceof DfsError ? err
-        : new DfsError('INTERNAL_ERROR', `${name} failed: ${(err as Error)?.message ?? String(err)}`);
-      stream.destroy(failure);
+      this.fail(err);
     }
+  }
+
+  fail(err: unknown): void {
+    this.handlerDone = true;
+    const stream = this.body;
+    if (stream.destroyed) return;
+    const failure = err instanceof DfsError ? err
+      : new DfsError('INTERNAL_ERROR', `${this.operation.name} failed: ${(err as Error)?.message ?? String(err)}`);
+    stream.destroy(failure);
   }
 }
 
@@ -264,3 +320,5 @@ function endUnreadRequest(stream: WireStream): void {
 }
 
 function ignore(): void {}
+
+const EMPTY = Buffer.alloc(0);

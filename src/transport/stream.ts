@@ -59,14 +59,20 @@ export class WireStream extends Duplex {
   receivedBytes = 0;
   private readonly grantAt: number;
   private pushedBytes = 0;
+  /** Consumed bytes returned to the peer as stream credit. */
   private creditedBytes = 0;
+  /** Consumed bytes reported to the connection, for its own window. */
+  private reportedBytes = 0;
   private remoteEnded = false;
 
   /** REPLY state, for streams this side opened. */
   replyHeader: Buffer | null = null;
   /** Whether this side sent REPLY (for streams the peer opened). */
   replied = false;
-  private replyWaiters: { resolve: (h: Buffer) => void; reject: (e: Error) => void }[] = [];
+  /** What waitForReply() hands out, made on its first call; every caller shares it. */
+  private replyPromise: Promise<Buffer> | null = null;
+  private resolveReply: ((h: Buffer) => void) | null = null;
+  private rejectReply: ((e: Error) => void) | null = null;
   private closeError: Error | null = null;
 
   constructor(
@@ -89,6 +95,8 @@ export class WireStream extends Duplex {
 
   /** Set when END_STREAM rides on the OPEN or REPLY frame itself instead of a DATA frame. */
   endOnOpen = false;
+  /** Whether the stream is in its connection's queue of streams with something to send. */
+  inSendable = false;
 
   /** Answers a stream the peer opened; with `endStream` the reply has no body. */
   reply(header: Buffer, options: { endStream?: boolean } = {}): void {
@@ -99,7 +107,11 @@ export class WireStream extends Duplex {
   waitForReply(): Promise<Buffer> {
     if (this.replyHeader) return Promise.resolve(this.replyHeader);
     if (this.closeError) return Promise.reject(this.closeError);
-    return new Promise((resolve, reject) => this.replyWaiters.push({ resolve, reject }));
+    this.replyPromise ??= new Promise((resolve, reject) => {
+      this.resolveReply = resolve;
+      this.rejectReply = reject;
+    });
+    return this.replyPromise;
   }
 
   // ---- Writable side ----
@@ -238,14 +250,22 @@ export class WireStream extends Duplex {
     return this.sendClosed;
   }
 
-  /** Returns consumed bytes as credit: the connection always, the stream once half its window is consumed. */
+  /**
+   * Returns consumed bytes as credit: every byte to the connection, which grants its own credit once
+   * half its window is consumed, whichever streams consumed it; stream credit once half the stream's
+   * window is consumed. (Reporting to the connection only with stream credit would let many streams,
+   * each below its own threshold, hold the whole connection window between them: a deadlock.)
+   */
   private returnCredit(): void {
     const consumed = this.pushedBytes - this.readableLength;
+    if (consumed > this.reportedBytes) {
+      this.host.consumed(consumed - this.reportedBytes);
+      this.reportedBytes = consumed;
+    }
     const fresh = consumed - this.creditedBytes;
     if (fresh <= 0) return;
     if (this.remoteEnded || this.closeError || fresh >= this.grantAt) {
       this.creditedBytes = consumed;
-      this.host.consumed(fresh);
       if (!this.remoteEnded && !this.closeError && !this.destroyed) {
         this.recvWindow += fresh;
         this.host.sendStreamCredit(this, fresh);
@@ -257,7 +277,9 @@ export class WireStream extends Duplex {
 
   onReply(header: Buffer): void {
     this.replyHeader = header;
-    for (const w of this.replyWaiters.splice(0)) w.resolve(header);
+    const resolve = this.resolveReply;
+    this.resolveReply = this.rejectReply = null;
+    resolve?.(header);
   }
 
   // ---- Ending ----
@@ -275,9 +297,9 @@ export class WireStream extends Duplex {
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     // Bytes never read count as consumed for the connection window, so credit is never lost.
-    const unread = this.pushedBytes - this.creditedBytes;
+    const unread = this.pushedBytes - this.reportedBytes;
     if (unread > 0) {
-      this.creditedBytes = this.pushedBytes;
+      this.reportedBytes = this.creditedBytes = this.pushedBytes;
       this.host.consumed(unread);
     }
     if (this.state !== 'closed') {
@@ -292,7 +314,9 @@ export class WireStream extends Duplex {
     this.state = 'closed';
     this.sendClosed = true;
     this.closeError = err ?? new DfsError('STREAM_CLOSED', `stream ${this.id} was closed by the peer`);
-    for (const w of this.replyWaiters.splice(0)) w.reject(this.closeError);
+    const reject = this.rejectReply;
+    this.resolveReply = this.rejectReply = null;
+    reject?.(this.closeError);
     for (const p of this.queue.splice(0)) {
       if (p.callback) process.nextTick(p.callback, err);
     }

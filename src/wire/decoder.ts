@@ -194,7 +194,7 @@ export class FrameDecoder {
    * The first chunk is not re-sliced per frame: `head` marks how much of it is already consumed.
    */
   private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
+    if (n === 0) return EMPTY; // empty payloads (a REPLY without header fields) share one buffer
     const first = this.chunks[0]!;
     const available = first.length - this.head;
     if (available >= n) {
@@ -214,3 +214,5 @@ export class FrameDecoder {
     return out;
   }
 }
+
+const EMPTY = Buffer.alloc(0);

@@ -288,12 +288,16 @@ function writeValue(type: CompiledType, value: unknown, out: Buffer, at: number,
 
 export function encodeRecord<S extends Schema>(schema: S, value: Decoded<S> | Record<string, unknown>): Buffer {
   const compiled = compileSchema(schema);
+  // A schema without fields (many requests and replies) always encodes to nothing.
+  if (compiled.byName.length === 0) return EMPTY_RECORD;
   const state: EncodeState = { sizes: [], next: 0 };
   const size = measureRecord(compiled, value as Record<string, unknown>, state.sizes);
   const out = Buffer.allocUnsafe(size);
   writeRecord(compiled, value as Record<string, unknown>, out, 0, state);
   return out;
 }
+
+const EMPTY_RECORD = Buffer.alloc(0);
 
 // -- Decoding
 

@@ -26,20 +26,25 @@ export function encodePreface(version = PROTOCOL_MAJOR_VERSION): Buffer {
 
 /** The 9-byte header alone, so DATA payloads can be written after it without a copy. */
 export function encodeFrameHeader(type: number, flags: number, streamId: number, length: number): Buffer {
-  if (length > MAX_FRAME_SIZE_CEILING) throw new RangeError(`frame payload of ${length} bytes exceeds 2^24-1`);
   const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH);
-  out[0] = length >>> 16;
-  out[1] = (length >>> 8) & 0xff;
-  out[2] = length & 0xff;
-  out[3] = type;
-  out[4] = flags;
-  out.writeUInt32BE(streamId & MAX_STREAM_ID, 5);
+  writeFrameHeader(out, 0, type, flags, streamId, length);
   return out;
+}
+
+/** Writes the 9-byte header into `out` at `at`, so frames can be gathered into one buffer. */
+export function writeFrameHeader(out: Buffer, at: number, type: number, flags: number, streamId: number, length: number): void {
+  if (length > MAX_FRAME_SIZE_CEILING) throw new RangeError(`frame payload of ${length} bytes exceeds 2^24-1`);
+  out[at] = length >>> 16;
+  out[at + 1] = (length >>> 8) & 0xff;
+  out[at + 2] = length & 0xff;
+  out[at + 3] = type;
+  out[at + 4] = flags;
+  out.writeUInt32BE(streamId & MAX_STREAM_ID, at + 5);
 }
 
 export function encodeFrame(type: number, flags: number, streamId: number, payload: Buffer = EMPTY): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + payload.length);
-  encodeFrameHeader(type, flags, streamId, payload.length).copy(out, 0);
+  writeFrameHeader(out, 0, type, flags, streamId, payload.length);
   payload.copy(out, FRAME_HEADER_LENGTH);
   return out;
 }
@@ -107,11 +112,13 @@ export interface Open {
 }
 
 export function encodeOpen(streamId: number, op: number, opVersion: number, header: Buffer, endStream: boolean): Buffer {
-  const payload = Buffer.allocUnsafe(4 + header.length);
-  payload.writeUInt16BE(op, 0);
-  payload.writeUInt16BE(opVersion, 2);
-  header.copy(payload, 4);
-  return encodeFrame(FrameType.OPEN, endStream ? 0x01 : 0, streamId, payload);
+  // One buffer for the whole frame: every request makes one.
+  const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + 4 + header.length);
+  writeFrameHeader(out, 0, FrameType.OPEN, endStream ? 0x01 : 0, streamId, 4 + header.length);
+  out.writeUInt16BE(op, FRAME_HEADER_LENGTH);
+  out.writeUInt16BE(opVersion, FRAME_HEADER_LENGTH + 2);
+  header.copy(out, FRAME_HEADER_LENGTH + 4);
+  return out;
 }
 
 export function parseOpen(payload: Buffer, streamId: number): Open {
