@@ -181,3 +181,54 @@ test('the same chunk in two packs (a lost deletion of a copy) is listed once, an
   await again.close();
   assert.equal((await storedReplicas(dir)).length, 1, 'only one copy is live on disk');
 });
+
+test('compaction moves the live records of a mostly dead pack, frees its space, and the result survives a reopen', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const chunks = Array.from({ length: 10 }, () => ({ id: newId(), data: randomBytes(2000) }));
+  await Promise.all(chunks.map((c) => put(store, c.id, c.data))); // one batch: one pack
+  const last = { id: newId(), data: randomBytes(100) };
+  await put(store, last.id, last.data); // a new pack; the first is sealed
+  const [first] = await packFiles(dir);
+  assert.equal(await store.compactPacks(), 0, 'nothing dead yet: nothing to do');
+  for (const c of chunks.slice(0, 6)) await store.delete(c.id);
+  const before = (await stat(join(dir, 'packs', first!))).size;
+
+  const freed = await store.compactPacks();
+  assert.equal(freed, before - 4 * (CHUNK_HEADER_SIZE + 2000));
+  assert.ok(!(await packFiles(dir)).includes(first!), 'the compacted pack is deleted');
+  const live = [...chunks.slice(6), last];
+  for (const c of live) assert.deepEqual((await store.read(c.id)).data, c.data);
+  assert.equal(store.used(), 4 * 2000 + 100);
+
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.list().map((c) => c.id).sort(), live.map((c) => c.id).sort());
+  for (const c of live) assert.deepEqual((await again.read(c.id)).data, c.data);
+  assert.equal((await storedReplicas(dir)).length, live.length, 'each live chunk once on disk');
+});
+
+test('compaction quarantines a damaged record instead of copying it, and a chunk deleted meanwhile stays deleted', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const chunks = Array.from({ length: 6 }, () => ({ id: newId(), data: randomBytes(1000) }));
+  await Promise.all(chunks.map((c) => put(store, c.id, c.data)));
+  await put(store, newId(), randomBytes(10));
+  for (const c of chunks.slice(0, 3)) await store.delete(c.id);
+  const victim = await storedReplica(dir, chunks[3]!.id);
+  const fh = await open(victim.file, 'r+');
+  await fh.write(Buffer.from([0xff ^ chunks[3]!.data[5]!]), 0, 1, victim.dataOffset + 5);
+  await fh.close();
+
+  const [freed] = await Promise.all([store.compactPacks(), store.delete(chunks[5]!.id)]);
+  assert.ok(freed > 0);
+  assert.equal(store.has(chunks[3]!.id), false, 'the damaged copy is not carried over');
+  assert.ok((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith(chunks[3]!.id)));
+  assert.equal(store.has(chunks[5]!.id), false);
+  assert.deepEqual((await store.read(chunks[4]!.id)).data, chunks[4]!.data);
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.equal(again.has(chunks[5]!.id), false, 'deleted during compaction, still deleted after a reopen');
+  assert.equal(again.has(chunks[3]!.id), false);
+  assert.deepEqual((await again.read(chunks[4]!.id)).data, chunks[4]!.data);
+});

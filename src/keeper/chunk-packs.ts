@@ -38,6 +38,8 @@ export interface Pack {
   size: number;
   /** Records stored and not dead. */
   live: number;
+  /** Bytes of those records, headers included: what compaction would have to copy. */
+  liveBytes: number;
   /** No more appends: an older pack, or one whose write failed. */
   sealed: boolean;
   /** Deleted from disk: its records are gone. */
@@ -104,7 +106,7 @@ export class ChunkPacks {
       await rm(join(this.dir, `${hex}.dead`), { force: true });
       report.removedDeadLists++;
     }
-    const unkept: PackedRecord[] = [];
+    const unkept: { record: PackedRecord; size: number }[] = [];
     for (const hex of [...packs].sort()) {
       const seq = parseInt(hex, 16);
       this.nextSeq = Math.max(this.nextSeq, seq + 1);
@@ -114,17 +116,18 @@ export class ChunkPacks {
       const dead = await this.readDeadList(pack);
       await this.scanPack(pack, dead, report, (header, record) => {
         pack.live++;
-        if (!onRecord(header, record)) unkept.push(record);
+        pack.liveBytes += CHUNK_HEADER_SIZE + header.size;
+        if (!onRecord(header, record)) unkept.push({ record, size: header.size });
       });
     }
-    for (const record of unkept) await this.markDead(record);
+    for (const { record, size } of unkept) await this.markDead(record, size);
     for (const pack of [...this.packs.values()]) if (pack.live === 0) await this.removePack(pack);
     return report;
   }
 
   private newPack(seq: number): Pack {
     const path = join(this.dir, `${seq.toString(16).padStart(16, '0')}.pack`);
-    return { seq, path, size: 0, live: 0, sealed: false, gone: false, handle: null, readers: 0 };
+    return { seq, path, size: 0, live: 0, liveBytes: 0, sealed: false, gone: false, handle: null, readers: 0 };
   }
 
   private deadPath(pack: Pack): string {
@@ -248,6 +251,7 @@ export class ChunkPacks {
       return;
     }
     pack!.live += batch.length;
+    pack!.liveBytes += bytes;
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(records[i]!);
   }
 
@@ -295,11 +299,12 @@ export class ChunkPacks {
     }
   }
 
-  /** Records a record as dead; a sealed pack left with no live record is deleted. */
-  async markDead(record: PackedRecord): Promise<void> {
+  /** Records a record (of `size` data bytes) as dead; a sealed pack left with no live record is deleted. */
+  async markDead(record: PackedRecord, size: number): Promise<void> {
     const { pack } = record;
     if (pack.gone) return;
     pack.live--;
+    pack.liveBytes -= CHUNK_HEADER_SIZE + size;
     if (pack.sealed && pack.live === 0) {
       await this.removePack(pack);
       return;
@@ -325,6 +330,24 @@ export class ChunkPacks {
     const handle = pack.handle;
     pack.handle = null;
     void handle.then((fh) => fh.close()).catch(() => undefined);
+  }
+
+  /**
+   * The sealed pack with the largest share of dead bytes, if at least `minDeadShare` of it is dead:
+   * moving its live records to the newest pack frees the rest of its space.
+   */
+  compactionCandidate(minDeadShare = 0.5): Pack | null {
+    let best: Pack | null = null;
+    let bestShare = minDeadShare;
+    for (const p of this.packs.values()) {
+      if (!p.sealed || p.gone || p.size === 0) continue;
+      const share = 1 - p.liveBytes / p.size;
+      if (share >= bestShare) {
+        best = p;
+        bestShare = share;
+      }
+    }
+    return best;
   }
 
   /** Bytes the pack files take on disk, live or dead. */

@@ -463,7 +463,18 @@ export class ChunkStore {
 
   /** A packed chunk's data, returned only if its SHA-256 matches. */
   private async readPacked(id: string, info: { size: number; sha256: string }): Promise<Buffer> {
-    const data = await this.packs.readData(this.packed.get(id)!, info.size);
+    let data: Buffer;
+    for (;;) {
+      const record = this.packed.get(id);
+      if (record === undefined) throw new DfsError('NOT_FOUND', `chunk ${id} was deleted while being read`);
+      try {
+        data = await this.packs.readData(record, info.size);
+        break;
+      } catch (err) {
+        // Compaction moved the record and deleted its old pack meanwhile: read it where it is now.
+        if (!record.pack.gone || this.packed.get(id) === record) throw err;
+      }
+    }
     const actual = createHash('sha256').update(data).digest('hex');
     if (actual !== info.sha256) {
       throw new DfsError('CHECKSUM_MISMATCH', `SHA-256 of the packed data is ${actual}, its header said ${info.sha256}`);
@@ -592,10 +603,10 @@ export class ChunkStore {
    * brings the chunk back, the next inventory reports it, and the master deletes it again.
    */
   delete(id: string): Promise<boolean> {
-    return this.takeOut(id, async (path, record) => {
+    return this.takeOut(id, async (path, record, size) => {
       if (record !== undefined) {
         try {
-          await this.packs.markDead(record);
+          await this.packs.markDead(record, size);
         } catch (err) {
           throw this._diskError(fsError(err, `delete chunk ${id}`));
         }
@@ -615,7 +626,7 @@ export class ChunkStore {
       if (record === undefined) return this.moveToQuarantine(path, id);
       try {
         await this.packs.copyOut(record, size, join(this.dir, 'quarantine', `${id}.${Date.now()}`));
-        await this.packs.markDead(record);
+        await this.packs.markDead(record, size);
       } catch (err) {
         throw this._diskError(fsError(err, `quarantine chunk ${id}`));
       }
@@ -647,6 +658,50 @@ export class ChunkStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this._diskError(fsError(err, `quarantine ${path}`));
     }
+  }
+
+  // ---- Compaction ----
+
+  /**
+   * Frees the space of deleted packed chunks: the sealed pack with the largest dead share (at least
+   * half) has its live records verified and appended to the newest pack, then is deleted. A record
+   * that fails its hash is quarantined instead of copied. Returns the disk bytes freed (0: nothing done).
+   * Crash-safe at any point: a record copied but not yet marked dead in its old pack is found twice
+   * at the next open, and one copy is dropped.
+   */
+  async compactPacks(): Promise<number> {
+    this.assertOpen();
+    const pack = this.packs.compactionCandidate();
+    if (pack === null) return 0;
+    const before = pack.size;
+    let copied = 0;
+    const moving = [...this.packed].filter(([, r]) => r.pack === pack).map(([id]) => id);
+    for (const id of moving) {
+      const record = this.packed.get(id);
+      const info = this.index.get(id);
+      if (record === undefined || record.pack !== pack || info === undefined || this.removing.has(id)) continue;
+      let data: Buffer;
+      try {
+        data = await this.readPacked(id, info);
+      } catch (err) {
+        if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH') await this.quarantine(id).catch(() => false);
+        else if (!(err instanceof DfsError && err.code === 'NOT_FOUND')) throw this._diskError(fsError(err, `compact chunk ${id}`));
+        continue;
+      }
+      const copy = Buffer.allocUnsafeSlow(CHUNK_HEADER_SIZE + data.length);
+      copy.set(encodeChunkHeader({ id, size: info.size, created: info.created, sha256: info.sha256 }), 0);
+      copy.set(data, CHUNK_HEADER_SIZE);
+      copied += copy.length;
+      const moved = await this.packs.append(copy);
+      if (this.packed.get(id) === record) {
+        this.packed.set(id, moved);
+        await this.packs.markDead(record, info.size);
+      } else {
+        // Deleted (or quarantined) while it was being copied: the copy is dead on arrival.
+        await this.packs.markDead(moved, info.size);
+      }
+    }
+    return pack.gone ? before - copied : 0;
   }
 
   // ---- Lifecycle ----

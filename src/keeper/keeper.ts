@@ -54,6 +54,8 @@ export interface KeeperOptions {
   scrubRate?: number;
   /** Chunks up to this many bytes go to pack files; 0 gives each chunk a file. Default 64 KiB. */
   packMax?: number;
+  /** Time between looks for a pack of small chunks worth compacting. Default 30 s. */
+  compactEveryMs?: number;
   /** Least time from the start of one scrub pass to the next. Default 1 minute. */
   scrubCycleMinMs?: number;
   /** Fewest ms between heartbeats sent early with results. Default 100. */
@@ -226,6 +228,21 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
     });
     heartbeat.start();
     scrubber?.start();
+    // Space of deleted small chunks: a pack at least half dead is rewritten, one at a time.
+    let compacting: Promise<void> | null = null;
+    const compactor = setInterval(() => {
+      compacting ??= (async () => {
+        try {
+          const freed = await opened.compactPacks();
+          if (freed > 0) log(`compacted a pack of small chunks: ${freed} bytes of deleted chunks freed, the live ones moved to the newest pack`);
+        } catch (err) {
+          log(`pack compaction failed: ${(err as Error).message}`);
+        } finally {
+          compacting = null;
+        }
+      })();
+    }, options.compactEveryMs ?? 30_000);
+    compactor.unref();
     log(`keeper ${id} serving ${advertised} from ${opened.dir}, reporting to master ${formatAddress(options.master)}`);
 
     let closing: Promise<void> | null = null;
@@ -247,6 +264,8 @@ export async function startKeeper(options: KeeperOptions): Promise<KeeperHandle>
           await heartbeat.stop();
           await chunkReporter.stop();
           await scrubber?.stop();
+          clearInterval(compactor);
+          await compacting;
           await tasks.close();
           await wire.close();
           await peers.close();
