@@ -8,7 +8,7 @@
 //   tmp/               chunks being received; emptied at open, never listed
 //   quarantine/        files found damaged, kept for inspection, never listed
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DfsError } from '../wire/errors.js';
@@ -123,6 +123,7 @@ export class ChunkStore {
   /** Ids whose file is being deleted or quarantined: a new write must not land before the old file is gone. */
   private readonly removing = new Set<string>();
   private usedBytes = 0;
+  private tempSerial = 0;
   private reservedBytes = 0;
   private closed = false;
 
@@ -321,7 +322,8 @@ export class ChunkStore {
         );
       }
     }
-    const temp = join(this.dir, 'tmp', `${id}.${randomBytes(4).toString('hex')}`);
+    // tmp/ is emptied at every open and an id has one writer at a time: a serial number is unique.
+    const temp = join(this.dir, 'tmp', `${id}.${(this.tempSerial++).toString(16)}`);
     const writer = new ChunkWriter(this, id, expectedSize, expectedSha256, temp);
     this.pending.set(id, writer);
     this.reservedBytes += expectedSize;

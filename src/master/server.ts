@@ -1,7 +1,7 @@
 // The master tracker: serves the namespace and placement over the wire, journals every change
 // before acknowledging it, and tracks keeper health from heartbeats.
 
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { ensureDir } from '../util/ensure-dir.js';
 import { DirLock } from '../util/dir-lock.js';
 import { encodeRecord, decodeRecord } from '../wire/fields.js';
@@ -77,7 +77,17 @@ const DEFAULT_MAINTENANCE_MS = 30 * 60_000;
 const BALANCE_MOVES_PER_ROUND = 64;
 /** A keeper whose heartbeat connection closed and that has not reported again after this is dead. */
 const LOST_CONNECTION_GRACE_MS = 1000;
-const newId = () => randomBytes(16).toString('hex');
+/** Random ids, drawn from a pool refilled 256 at a time: one call into the random source per 256 ids. */
+const idPool = Buffer.alloc(16 * 256);
+let idNext = idPool.length;
+const newId = (): string => {
+  if (idNext === idPool.length) {
+    randomFillSync(idPool);
+    idNext = 0;
+  }
+  idNext += 16;
+  return idPool.toString('hex', idNext - 16, idNext);
+};
 
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
   await ensureDir(options.dataDir);
@@ -109,6 +119,19 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const result = state.apply(entry);
     repair.afterCommit(entry);
     await store.append(entry);
+    return result;
+  }
+
+  /**
+   * Applies and journals an entry whose reply need not wait for the disk: the steps of an upload
+   * before COMMIT. Lost to a crash, they take the upload with them, and its COMMIT then fails with
+   * NOT_FOUND; the journal is a sequence, so the COMMIT's own fsync makes them durable first. A
+   * failed write breaks the journal, and every later change fails.
+   */
+  function record<E extends Entry>(entry: E) {
+    const result = state.apply(entry);
+    repair.afterCommit(entry);
+    store.append(entry).catch(() => undefined);
     return result;
   }
 
@@ -203,7 +226,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     return { response: {} };
   });
   /** Places a new chunk of an open upload and journals it: its id and keepers in pipeline order. */
-  async function allocate(upload: { uploadId: string; replication: number }, size: number, exclude: readonly string[]) {
+  function allocate(upload: { uploadId: string; replication: number }, size: number, exclude: readonly string[]) {
     let placed: string[] = [];
     let refusal: unknown = null;
     try {
@@ -229,7 +252,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     }
     const chunkId = newId();
     // Registered keepers only: the state machine refuses replicas on unknown keepers.
-    await commit({ type: 'allocate-chunks', uploadId: upload.uploadId, chunks: [{ id: chunkId, replicas: placed }], mtime: Date.now() });
+    record({ type: 'allocate-chunks', uploadId: upload.uploadId, chunks: [{ id: chunkId, replicas: placed }], mtime: Date.now() });
     return { chunkId, keepers: placed.map((id) => ({ id, address: keepers.address(id)! })) };
   }
 
@@ -244,21 +267,15 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     // Like creating a file anywhere else, an upload brings its missing parent directories with it.
     const parent = path.slice(0, path.lastIndexOf('/')) || '/';
     if (parent !== '/' && state.lookup(parent) === undefined) {
-      await commit({ type: 'mkdir', path: parent, parents: true, mtime: Date.now() });
+      record({ type: 'mkdir', path: parent, parents: true, mtime: Date.now() });
     }
-    const begun = commit({ type: 'begin-upload', uploadId, path, replication, chunkSize, mtime: Date.now() });
+    record({ type: 'begin-upload', uploadId, path, replication, chunkSize, mtime: Date.now() });
     const response = { uploadId, minReplicas: Math.min(minReplicas, replication) };
-    if (request.firstChunk === undefined) {
-      await begun;
-      return { response };
-    }
-    // The first chunk's allocation joins the same journal batch. If it cannot be placed now, the
-    // writer asks ALLOCATE_CHUNK, which says why or waits for keepers to report in.
-    const first = allocate({ uploadId, replication }, request.firstChunk, []);
-    first.catch(() => undefined);
-    await begun;
+    if (request.firstChunk === undefined) return { response };
+    // If the first chunk cannot be placed now, the writer asks ALLOCATE_CHUNK, which says why or
+    // waits for keepers to report in.
     try {
-      return { response: { ...response, ...(await first) } };
+      return { response: { ...response, ...allocate({ uploadId, replication }, request.firstChunk, []) } };
     } catch (err) {
       if (!(err instanceof DfsError)) throw err;
       return { response };
