@@ -163,7 +163,9 @@ test('COPY sends a verified replica to another keeper; copying again succeeds; a
   const ids = m.results().map((r) => r.taskId);
   assert.equal(new Set(ids).size, ids.length, 'no result is sent twice once acknowledged');
   const gaps = m.beats.filter((b) => b.request.keeperId === k1.id).map((b, i, all) => (i === 0 ? Infinity : b.at - all[i - 1]!.at));
-  assert.ok(Math.min(...gaps) >= 90, `heartbeats ${Math.min(...gaps)} ms apart`);
+  // 100 ms apart when sent; seen here on arrival, where a loaded machine can bring two closer.
+  // Without the gap, early heartbeats arrive a few ms apart.
+  assert.ok(Math.min(...gaps) >= 50, `heartbeats ${Math.min(...gaps)} ms apart`);
 });
 
 test('COPY keeps to the repair bandwidth', async (t) => {
