@@ -350,13 +350,6 @@ export class ChunkPacks {
     return best;
   }
 
-  /** Bytes the pack files take on disk, live or dead. */
-  diskBytes(): number {
-    let n = 0;
-    for (const p of this.packs.values()) n += p.size;
-    return n;
-  }
-
   /** Waits for appends in progress, then closes the read handles. */
   async close(): Promise<void> {
     while (this.flushing !== null) await this.flushing;
