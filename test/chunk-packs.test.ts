@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DfsError } from '../src/wire/errors.js';
 import { WorkerPool } from '../src/workers/index.js';
@@ -231,4 +231,59 @@ test('compaction quarantines a damaged record instead of copying it, and a chunk
   assert.equal(again.has(chunks[5]!.id), false, 'deleted during compaction, still deleted after a reopen');
   assert.equal(again.has(chunks[3]!.id), false);
   assert.deepEqual((await again.read(chunks[4]!.id)).data, chunks[4]!.data);
+});
+
+test('a torn or zero-filled entry of a dead list deletes nothing, and later deletions still count', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const [a, b, c, d] = Array.from({ length: 4 }, () => ({ id: newId(), data: randomBytes(1000) }));
+  for (const x of [a!, b!, c!, d!]) await put(store, x.id, x.data); // one pack; a is at offset 0
+  await store.delete(b!.id);
+  await store.close();
+  const deadList = join(dir, 'packs', (await readdir(join(dir, 'packs'))).find((n) => n.endsWith('.dead'))!);
+  await truncate(deadList, 3); // a power loss tore the entry of b
+  const s2 = await openStore(t, dir);
+  assert.ok(s2.has(a!.id) && s2.has(b!.id) && s2.has(c!.id), 'the torn deletion is lost, nothing else');
+  await s2.delete(c!.id);
+  await s2.close();
+  await appendFile(deadList, Buffer.alloc(16)); // an append whose data never reached the disk
+  const s3 = await openStore(t, dir);
+  assert.ok(s3.has(a!.id), 'the chunk at offset 0 was never deleted');
+  assert.equal(s3.has(c!.id), false, 'the deletion after the torn entry holds');
+  assert.deepEqual((await s3.read(a!.id)).data, a!.data);
+});
+
+test('a lost deletion of a damaged copy brings it back beside the rewrite: the newer, good copy is kept', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const x = { id: newId(), data: randomBytes(1000) };
+  const y = { id: newId(), data: randomBytes(1000) };
+  await Promise.all([put(store, x.id, x.data), put(store, y.id, y.data)]); // one batch: pack 1
+  const r = await storedReplica(dir, x.id);
+  const fh = await open(r.file, 'r+');
+  await fh.write(Buffer.from([x.data[7]! ^ 0xff]), 0, 1, r.dataOffset + 7);
+  await fh.close();
+  await store.quarantine(x.id);
+  await new Promise((resolve) => setTimeout(resolve, 5)); // a later creation time for the rewrite
+  await put(store, x.id, x.data); // the repair's rewrite, to pack 2
+  await store.close();
+  await rm(join(dir, 'packs', '0000000000000001.dead')); // the unsynced quarantine entry is lost
+  const again = await openStore(t, dir);
+  assert.deepEqual((await again.read(x.id)).data, x.data);
+  assert.deepEqual((await again.read(y.id)).data, y.data);
+});
+
+test('a pack that cannot be removed fails nothing else: appends go on and settle', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const x = { id: newId(), data: randomBytes(100) };
+  await put(store, x.id, x.data);
+  await store.delete(x.id); // the pack being appended to, now empty, stays until sealed
+  const p = join(dir, 'packs', '0000000000000001.pack');
+  await rm(p);
+  await mkdir(p); // stands in for a disk that refuses the unlink
+  const y = { id: newId(), data: randomBytes(100) };
+  await put(store, y.id, y.data);
+  assert.deepEqual((await store.read(y.id)).data, y.data);
+  await rm(p, { recursive: true });
 });

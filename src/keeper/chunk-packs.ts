@@ -4,7 +4,9 @@
 //
 // Layout, under <data>/packs/:
 //   <seq>.pack   records back to back; a record is a chunk header (chunk-header.ts) and its data
-//   <seq>.dead   offsets (8 bytes, big-endian) of records deleted or quarantined since they were written
+//   <seq>.dead   records deleted or quarantined since they were written, 16 bytes each: the record's
+//                offset (8 bytes, big-endian) and the first 8 bytes of its chunk id, so an entry that a
+//                crash tore or left zero-filled matches no record and deletes nothing
 // <seq> is 16 hex digits; the newest pack takes the appends, older ones only lose records.
 //
 // A record is acknowledged only once the batch holding it is fdatasynced, so a crash can only cut
@@ -14,6 +16,7 @@
 // reports it, and the master deletes it again.
 
 import { appendFile, open, readdir, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -29,6 +32,8 @@ const SCAN_WINDOW = 1024 * 1024;
 const MAGIC = Buffer.from('DFSC', 'latin1');
 const PACK_RE = /^([0-9a-f]{16})\.(pack|dead)$/;
 const MAX_SEQ = 2 ** 48;
+/** Bytes of one .dead entry: the record's offset and the first 8 bytes of its chunk id. */
+const DEAD_ENTRY = 16;
 
 /** One pack file. */
 export interface Pack {
@@ -106,7 +111,7 @@ export class ChunkPacks {
       await rm(join(this.dir, `${hex}.dead`), { force: true });
       report.removedDeadLists++;
     }
-    const unkept: { record: PackedRecord; size: number }[] = [];
+    const unkept: { record: PackedRecord; id: string; size: number }[] = [];
     for (const hex of [...packs].sort()) {
       const seq = parseInt(hex, 16);
       this.nextSeq = Math.max(this.nextSeq, seq + 1);
@@ -117,10 +122,10 @@ export class ChunkPacks {
       await this.scanPack(pack, dead, report, (header, record) => {
         pack.live++;
         pack.liveBytes += CHUNK_HEADER_SIZE + header.size;
-        if (!onRecord(header, record)) unkept.push({ record, size: header.size });
+        if (!onRecord(header, record)) unkept.push({ record, id: header.id, size: header.size });
       });
     }
-    for (const { record, size } of unkept) await this.markDead(record, size);
+    for (const { record, id, size } of unkept) await this.markDead(record, id, size);
     for (const pack of [...this.packs.values()]) if (pack.live === 0) await this.removePack(pack);
     return report;
   }
@@ -134,8 +139,9 @@ export class ChunkPacks {
     return pack.path.slice(0, -'.pack'.length) + '.dead';
   }
 
-  private async readDeadList(pack: Pack): Promise<Set<number>> {
-    const dead = new Set<number>();
+  /** Offsets of dead records, each with the first 16 hex digits of the chunk id its entry names. */
+  private async readDeadList(pack: Pack): Promise<Map<number, string>> {
+    const dead = new Map<number, string>();
     let bytes: Buffer;
     try {
       const fh = await open(this.deadPath(pack), 'r');
@@ -148,12 +154,16 @@ export class ChunkPacks {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return dead;
       throw err;
     }
-    // A torn last entry (a crash in the middle of an append) is ignored: that deletion is redone.
-    for (let at = 0; at + 8 <= bytes.length; at += 8) dead.add(Number(bytes.readBigUInt64BE(at)));
+    for (let at = 0; at + DEAD_ENTRY <= bytes.length; at += DEAD_ENTRY) {
+      dead.set(Number(bytes.readBigUInt64BE(at)), bytes.toString('hex', at + 8, at + DEAD_ENTRY));
+    }
+    // A torn last entry (a crash in the middle of an append) is cut off, so the next append starts
+    // on an entry boundary; that deletion is simply redone when the master asks again.
+    if (bytes.length % DEAD_ENTRY !== 0) await truncate(this.deadPath(pack), bytes.length - (bytes.length % DEAD_ENTRY));
     return dead;
   }
 
-  private async scanPack(pack: Pack, dead: Set<number>, report: PackScanReport, onRecord: (h: ChunkHeader, r: PackedRecord) => void): Promise<void> {
+  private async scanPack(pack: Pack, dead: Map<number, string>, report: PackScanReport, onRecord: (h: ChunkHeader, r: PackedRecord) => void): Promise<void> {
     const fh = await open(pack.path, 'r');
     const name = `packs/${pack.path.slice(pack.path.lastIndexOf('/') + 1)}`;
     try {
@@ -164,15 +174,20 @@ export class ChunkPacks {
         const header = await window.header(pos);
         const end = 'invalid' in header ? -1 : pos + CHUNK_HEADER_SIZE + header.size;
         if (!('invalid' in header) && end <= fileSize) {
-          if (!dead.has(pos)) onRecord(header, { pack, offset: pos });
+          if (dead.get(pos) !== header.id.slice(0, 16)) onRecord(header, { pack, offset: pos });
           pos = end;
           continue;
         }
-        // No record starts here: find the next one that does, if any.
+        // No record starts here: find the next whole one, if any.
         const reason = 'invalid' in header ? header.invalid : `record of ${header.size} bytes runs past the end of the file`;
         const next = await window.nextHeader(pos + 1);
         if (next !== null) {
-          report.damaged.push({ name: `${name} bytes ${pos}-${next}`, reason });
+          // Kept for inspection: the pack itself goes once its records are dead.
+          const kept = join(this.quarantineDir, `${name.slice(6)}.${pos}.${Date.now()}`);
+          const bytes = Buffer.allocUnsafe(next - pos);
+          await fh.read(bytes, 0, bytes.length, pos);
+          await writeFile(kept, bytes);
+          report.damaged.push({ name: `${name} bytes ${pos}-${next}`, reason: `${reason}; kept as quarantine/${kept.slice(kept.lastIndexOf('/') + 1)}` });
           pos = next;
           continue;
         }
@@ -214,7 +229,12 @@ export class ChunkPacks {
           n++;
         }
         const batch = this.queue.splice(0, n);
-        await this.writeBatch(batch, bytes);
+        try {
+          await this.writeBatch(batch, bytes);
+        } catch (err) {
+          // writeBatch settles its batch on the failures it expects; nothing may be left hanging.
+          for (const a of batch) a.reject(err);
+        }
       }
     } finally {
       this.flushing = null;
@@ -255,9 +275,10 @@ export class ChunkPacks {
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(records[i]!);
   }
 
+  /** No more appends to `pack`; deleted if nothing in it is live. A failed removal is left for the next open. */
   private async seal(pack: Pack): Promise<void> {
     pack.sealed = true;
-    if (pack.live === 0) await this.removePack(pack);
+    if (pack.live === 0) await this.removePack(pack).catch(() => undefined);
   }
 
   /** The record's data (`size` bytes after its header). The caller checks it against its hash. */
@@ -278,7 +299,12 @@ export class ChunkPacks {
       if (done !== size) throw new DfsError('CHECKSUM_MISMATCH', `pack ${pack.path} ends after ${done} of ${size} data bytes`);
       return buf;
     } catch (err) {
-      if (pack.handle !== null && (err as NodeJS.ErrnoException).code !== undefined) pack.handle = null;
+      // An errno error may mean a bad handle: the next read opens a fresh one. A short read does not.
+      if (!(err instanceof DfsError) && pack.handle !== null) {
+        const bad = pack.handle;
+        pack.handle = null;
+        void bad.then((fh) => fh.close()).catch(() => undefined);
+      }
       throw err;
     } finally {
       pack.readers--;
@@ -300,7 +326,7 @@ export class ChunkPacks {
   }
 
   /** Records a record (of `size` data bytes) as dead; a sealed pack left with no live record is deleted. */
-  async markDead(record: PackedRecord, size: number): Promise<void> {
+  async markDead(record: PackedRecord, id: string, size: number): Promise<void> {
     const { pack } = record;
     if (pack.gone) return;
     pack.live--;
@@ -309,8 +335,9 @@ export class ChunkPacks {
       await this.removePack(pack);
       return;
     }
-    const entry = Buffer.allocUnsafe(8);
+    const entry = Buffer.allocUnsafe(DEAD_ENTRY);
     entry.writeBigUInt64BE(BigInt(record.offset));
+    entry.write(id.slice(0, 16), 8, 8, 'hex');
     await appendFile(this.deadPath(pack), entry);
   }
 
@@ -388,7 +415,19 @@ class Window {
     return decodeChunkHeader(await this.load(pos, CHUNK_HEADER_SIZE));
   }
 
-  /** The position of the first valid header at or after `from`, or null. */
+  /**
+   * Whether a whole record starts at `pos`: a valid header, and data that fits in the file and has
+   * the header's SHA-256. The hash keeps a chunk header that happens to sit inside another chunk's
+   * data (a stored chunk file, say) from being taken for a record.
+   */
+  private async isWholeRecord(pos: number): Promise<boolean> {
+    const h = await this.header(pos);
+    if ('invalid' in h || pos + CHUNK_HEADER_SIZE + h.size > this.fileSize) return false;
+    const data = await this.load(pos + CHUNK_HEADER_SIZE, h.size);
+    return data.length === h.size && createHash('sha256').update(data).digest('hex') === h.sha256;
+  }
+
+  /** The position of the first whole record at or after `from`, or null. */
   async nextHeader(from: number): Promise<number | null> {
     for (let pos = from; pos + CHUNK_HEADER_SIZE <= this.fileSize;) {
       const piece = await this.load(pos, Math.min(SCAN_WINDOW, this.fileSize - pos));
@@ -398,7 +437,7 @@ class Window {
         pos += Math.max(1, piece.length - (MAGIC.length - 1));
         continue;
       }
-      if (!('invalid' in (await this.header(pos + i)))) return pos + i;
+      if (await this.isWholeRecord(pos + i)) return pos + i;
       pos += i + 1;
     }
     return null;

@@ -225,14 +225,31 @@ export class ChunkStore {
       }
     });
 
+    // The same chunk twice: a removal of an older copy (not fsynced, like every removal) was lost
+    // while a newer copy, written after it, was durable. The older one may be the damaged replica
+    // that was quarantined before the rewrite, so the newer one is kept: the later `created`, and
+    // for equal times the later position (packs are scanned in order).
+    const displaced: { id: string; record: PackedRecord | undefined; size: number }[] = [];
     const packScan = await this.packs.scan((header, record) => {
-      // The same chunk twice (a lost deletion of an older copy): one copy is enough.
-      if (this.index.has(header.id)) return false;
+      const held = this.index.get(header.id);
+      if (held !== undefined) {
+        if (header.created < held.created) return false;
+        displaced.push({ id: header.id, record: this.packed.get(header.id), size: held.size });
+        this.usedBytes -= held.size;
+      }
       this.index.set(header.id, { id: header.id, size: header.size, sha256: header.sha256, created: header.created });
       this.packed.set(header.id, record);
       this.usedBytes += header.size;
       return true;
     });
+    for (const d of displaced) {
+      if (d.record !== undefined) {
+        await this.packs.markDead(d.record, d.id, d.size);
+      } else {
+        await this.moveToQuarantine(join(chunks, fanOut(d.id), d.id), d.id);
+        this.report.quarantined.push({ name: `${fanOut(d.id)}/${d.id}`, reason: 'an older copy of a chunk also held, newer, in a pack' });
+      }
+    }
     this.report.quarantined.push(...packScan.damaged);
     this.report.chunks = this.index.size;
   }
@@ -608,7 +625,7 @@ export class ChunkStore {
     return this.takeOut(id, async (path, record, size) => {
       if (record !== undefined) {
         try {
-          await this.packs.markDead(record, size);
+          await this.packs.markDead(record, id, size);
         } catch (err) {
           throw this._diskError(fsError(err, `delete chunk ${id}`));
         }
@@ -628,9 +645,11 @@ export class ChunkStore {
       if (record === undefined) return this.moveToQuarantine(path, id);
       try {
         await this.packs.copyOut(record, size, join(this.dir, 'quarantine', `${id}.${Date.now()}`));
-        await this.packs.markDead(record, size);
       } catch (err) {
         throw this._diskError(fsError(err, `quarantine chunk ${id}`));
+      } finally {
+        // Unlisted either way; a damaged copy that could not be kept aside is not worth keeping in place.
+        await this.packs.markDead(record, id, size).catch(() => undefined);
       }
     });
   }
@@ -697,10 +716,10 @@ export class ChunkStore {
       const moved = await this.packs.append(copy);
       if (this.packed.get(id) === record) {
         this.packed.set(id, moved);
-        await this.packs.markDead(record, info.size);
+        await this.packs.markDead(record, id, info.size);
       } else {
         // Deleted (or quarantined) while it was being copied: the copy is dead on arrival.
-        await this.packs.markDead(moved, info.size);
+        await this.packs.markDead(moved, id, info.size);
       }
     }
     return pack.gone ? before - copied : 0;

@@ -34,12 +34,13 @@ export async function storedReplicas(keeperDir: string): Promise<StoredReplica[]
     const bytes = await readFile(file).catch(() => null);
     if (bytes === null) continue;
     const deadList = await readFile(file.replace(/\.pack$/, '.dead')).catch(() => Buffer.alloc(0));
-    const dead = new Set<number>();
-    for (let at = 0; at + 8 <= deadList.length; at += 8) dead.add(Number(deadList.readBigUInt64BE(at)));
+    // Entries of 16 bytes: the record's offset and the first 8 bytes of its chunk id.
+    const dead = new Map<number, string>();
+    for (let at = 0; at + 16 <= deadList.length; at += 16) dead.set(Number(deadList.readBigUInt64BE(at)), deadList.toString('hex', at + 8, at + 16));
     for (let pos = 0; pos + CHUNK_HEADER_SIZE <= bytes.length;) {
       const h = decodeChunkHeader(bytes.subarray(pos));
       if ('invalid' in h) break;
-      if (!dead.has(pos)) out.push({ id: h.id, file, dataOffset: pos + CHUNK_HEADER_SIZE, size: h.size, packed: true });
+      if (dead.get(pos) !== h.id.slice(0, 16)) out.push({ id: h.id, file, dataOffset: pos + CHUNK_HEADER_SIZE, size: h.size, packed: true });
       pos += CHUNK_HEADER_SIZE + h.size;
     }
   }
