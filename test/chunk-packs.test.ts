@@ -287,3 +287,70 @@ test('a pack that cannot be removed fails nothing else: appends go on and settle
   assert.deepEqual((await store.read(y.id)).data, y.data);
   await rm(p, { recursive: true });
 });
+
+test('compaction seals the pack taking appends once it is mostly dead, so a quiet keeper frees it long before its target size', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir); // the default 64 MiB target: this pack would never fill
+  const chunks = Array.from({ length: 10 }, () => ({ id: newId(), data: randomBytes(3000) }));
+  await Promise.all(chunks.map((c) => put(store, c.id, c.data)));
+  const [first] = await packFiles(dir);
+  assert.equal(await store.compactPacks(), 0, 'nothing dead: the pack keeps taking appends');
+  assert.deepEqual(await packFiles(dir), [first]);
+  for (const c of chunks.slice(0, 7)) await store.delete(c.id);
+  assert.ok((await store.compactPacks()) > 0);
+  assert.ok(!(await packFiles(dir)).includes(first!), 'the mostly dead pack is gone');
+  for (const c of chunks.slice(7)) assert.deepEqual((await store.read(c.id)).data, c.data);
+  for (const c of chunks.slice(7)) await store.delete(c.id);
+  await store.compactPacks();
+  assert.deepEqual(await packFiles(dir), [], 'a pack with nothing live is removed without waiting for a restart');
+  const later = { id: newId(), data: randomBytes(500) };
+  await put(store, later.id, later.data);
+  assert.deepEqual((await store.read(later.id)).data, later.data);
+});
+
+test('compaction waits while the disk has no room for the copies beside the pack they leave', async (t) => {
+  const dir = await tempDir(t);
+  let free = 1e12;
+  const store = await openStore(t, dir, { packTarget: 1, diskFree: () => free });
+  const chunks = Array.from({ length: 6 }, () => ({ id: newId(), data: randomBytes(2000) }));
+  await Promise.all(chunks.map((c) => put(store, c.id, c.data)));
+  await put(store, newId(), randomBytes(10)); // seals the first pack
+  const [first] = await packFiles(dir);
+  for (const c of chunks.slice(0, 4)) await store.delete(c.id);
+  free = 2 * (CHUNK_HEADER_SIZE + 2000) - 1; // one byte short of the two live records
+  assert.equal(await store.compactPacks(), 0);
+  assert.ok((await packFiles(dir)).includes(first!), 'not compacted while the copies would not fit');
+  free = 1e12;
+  assert.ok((await store.compactPacks()) > 0);
+  assert.ok(!(await packFiles(dir)).includes(first!));
+  for (const c of chunks.slice(4)) assert.deepEqual((await store.read(c.id)).data, c.data);
+});
+
+test('a pack file that could not be created (the name was taken) is never deleted, and appends go on in the next pack', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { packTarget: 1 });
+  const a = { id: newId(), data: randomBytes(100) };
+  await put(store, a.id, a.data); // pack 1
+  const foreign = join(dir, 'packs', '0000000000000002.pack');
+  await writeFile(foreign, 'not a pack of this store');
+  const b = { id: newId(), data: randomBytes(100) };
+  await assert.rejects(put(store, b.id, b.data), DfsError);
+  const c = { id: newId(), data: randomBytes(100) };
+  await put(store, c.id, c.data); // pack 3
+  await store.delete(a.id);
+  await store.compactPacks();
+  assert.equal(await readFile(foreign, 'utf8'), 'not a pack of this store', 'the file that was in the way is untouched');
+  assert.deepEqual((await store.read(c.id)).data, c.data);
+  assert.equal(store.has(b.id), false);
+});
+
+test('the same chunk quarantined twice in quick succession leaves two copies in quarantine', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const x = { id: newId(), data: randomBytes(100) };
+  await put(store, x.id, x.data);
+  assert.equal(await store.quarantine(x.id), true);
+  await put(store, x.id, x.data);
+  assert.equal(await store.quarantine(x.id), true);
+  assert.equal((await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(x.id)).length, 2);
+});

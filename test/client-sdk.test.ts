@@ -179,6 +179,18 @@ test('a source that fails mid-way aborts the upload and surfaces as IO_ERROR', a
   assert.equal(cluster.committed.length, 0);
 });
 
+test('a source that fails before its first chunk is IO_ERROR naming the cause, and no upload begins', async (t) => {
+  const { cluster, client } = await setup(t);
+  const source = Readable.from((async function* () {
+    throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+  })());
+  await assert.rejects(client.put('/unreadable', source), (e: DfsError) =>
+    e.code === 'IO_ERROR' && /reading the source failed: EACCES/.test(e.message));
+  assert.equal(cluster.begun.length, 0);
+  assert.equal(cluster.aborted.length, 0);
+  assert.equal(cluster.committed.length, 0);
+});
+
 test('put keeps a bounded number of chunks in flight and reads the source only as slots free up', async (t) => {
   const { cluster, client } = await setup(t, { keepers: 3 });
   const chunkSize = 1000;

@@ -68,13 +68,15 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
   // The first chunk is read before the upload begins, so the master can place it in the same round
   // trip: a small file costs two requests to the master, not three.
   const chunks = chunkSource(source, chunkSize);
+  // Failures of the source are told apart from the cluster's here, where they happen.
+  const readSource = () => chunks.next().catch((err: unknown) => { throw sourceError(path, err); });
   let next: IteratorResult<Buffer>;
   let begun;
   // A source stuck waiting for input must not outlast the caller's abort.
   const stopSource = () => { if (source instanceof Readable) source.destroy(); };
   outer?.addEventListener('abort', stopSource, { once: true });
   try {
-    next = await chunks.next();
+    next = await readSource();
     begun = await ctx.master.call(BEGIN_UPLOAD, {
       path, replication, chunkSize, ...(next.done ? {} : { firstChunk: next.value.length }),
     }, { signal: outer });
@@ -111,7 +113,7 @@ export async function upload(ctx: UploadContext, path: string, source: UploadSou
 
   try {
     let index = 0;
-    for (; !next.done; next = await chunks.next()) {
+    for (; !next.done; next = await readSource()) {
       const data = next.value;
       if (signal.aborted) break;
       const i = index++;
@@ -263,6 +265,12 @@ async function pause(attempt: number, signal: AbortSignal): Promise<void> {
 
 function toPutError(path: string, err: unknown, outer: AbortSignal | undefined): DfsError {
   if (outer?.aborted) return cancelled(outer, `put ${path} was cancelled`);
+  if (err instanceof DfsError) return err;
+  return new DfsError('INTERNAL_ERROR', `put ${path}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}
+
+/** An error of the source being uploaded, as a DfsError that says so. */
+function sourceError(path: string, err: unknown): unknown {
   if (err instanceof DfsError) return err;
   const e = err as NodeJS.ErrnoException;
   if (e?.code === 'ENOENT') return new DfsError('NOT_FOUND', `put ${path}: source not found: ${e.message}`, { cause: err });

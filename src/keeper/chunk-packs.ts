@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { CHUNK_HEADER_SIZE, decodeChunkHeader, type ChunkHeader } from './chunk-header.js';
+import { quarantinePath } from './quarantine-name.js';
 
 /** Default pack size at which the next batch starts a new pack. */
 export const DEFAULT_PACK_TARGET = 64 * 1024 * 1024;
@@ -183,7 +184,7 @@ export class ChunkPacks {
         const next = await window.nextHeader(pos + 1);
         if (next !== null) {
           // Kept for inspection: the pack itself goes once its records are dead.
-          const kept = join(this.quarantineDir, `${name.slice(6)}.${pos}.${Date.now()}`);
+          const kept = quarantinePath(this.quarantineDir, `${name.slice(6)}.${pos}`);
           const bytes = Buffer.allocUnsafe(next - pos);
           await fh.read(bytes, 0, bytes.length, pos);
           await writeFile(kept, bytes);
@@ -193,7 +194,7 @@ export class ChunkPacks {
         }
         // Nothing valid up to the end: a torn tail. It was never acknowledged (or it is damage,
         // which indexed nothing either): keep the bytes for inspection and cut them off.
-        const kept = join(this.quarantineDir, `${name.slice(6)}.${pos}.${Date.now()}`);
+        const kept = quarantinePath(this.quarantineDir, `${name.slice(6)}.${pos}`);
         const tail = Buffer.allocUnsafe(fileSize - pos);
         await fh.read(tail, 0, tail.length, pos);
         await writeFile(kept, tail);
@@ -267,7 +268,15 @@ export class ChunkPacks {
       // land whole is found by the next open and reported; the master knows nothing of it.
       pack!.sealed = true;
       for (const a of batch) a.reject(err);
-      if (pack!.live === 0 && !create) await this.removePack(pack!).catch(() => undefined);
+      if (create) {
+        // The file may not even be ours (it existed already): forget the pack and leave the file to
+        // the next open, which keeps what is valid in it and cuts off the rest.
+        pack!.gone = true;
+        this.packs.delete(pack!.seq);
+        if (this.active === pack) this.active = null;
+      } else if (pack!.live === 0) {
+        await this.removePack(pack!).catch(() => undefined);
+      }
       return;
     }
     pack!.live += batch.length;
@@ -357,6 +366,19 @@ export class ChunkPacks {
     const handle = pack.handle;
     pack.handle = null;
     void handle.then((fh) => fh.close()).catch(() => undefined);
+  }
+
+  /**
+   * Seals the pack taking appends if at least `minDeadShare` of it is dead and no batch is being
+   * written: a pack is freed or compacted only once sealed, and a keeper whose writes are rare
+   * would otherwise keep a mostly deleted pack until it grows to the target size.
+   */
+  async retireActive(minDeadShare = 0.5): Promise<void> {
+    const pack = this.active;
+    if (pack === null || pack.sealed || pack.size === 0 || this.flushing !== null) return;
+    if (1 - pack.liveBytes / pack.size < minDeadShare) return;
+    this.active = null;
+    await this.seal(pack);
   }
 
   /**

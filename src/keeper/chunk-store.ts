@@ -24,7 +24,8 @@ import {
   encodeChunkHeader,
   isChunkId,
 } from './chunk-header.js';
-import { ChunkPacks, DEFAULT_PACK_TARGET, type PackedRecord } from './chunk-packs.js';
+import { ChunkPacks, DEFAULT_PACK_TARGET, type Pack, type PackedRecord } from './chunk-packs.js';
+import { quarantinePath } from './quarantine-name.js';
 import { DirLock } from '../util/dir-lock.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { ensureDir } from '../util/ensure-dir.js';
@@ -125,6 +126,8 @@ export class ChunkStore {
   private usedBytes = 0;
   private tempSerial = 0;
   private reservedBytes = 0;
+  /** Bytes a pack compaction in progress may still append: the disk must hold them beside new writes. */
+  private compactingBytes = 0;
   private closed = false;
 
   private constructor(dir: string, opts: ChunkStoreOptions, lock: DirLock, report: OpenReport) {
@@ -331,7 +334,7 @@ export class ChunkStore {
       // Bytes reserved by writes in progress are partly on disk already: counting them whole errs
       // towards refusing early, never towards a write that runs into ENOSPC half-way.
       const free = this.diskFree();
-      if (this.reservedBytes + expectedSize + CHUNK_HEADER_SIZE > free) {
+      if (this.reservedBytes + this.compactingBytes + expectedSize + CHUNK_HEADER_SIZE > free) {
         throw new DfsError(
           'NO_SPACE',
           `chunk ${id} (${expectedSize} bytes) does not fit: the disk has ${free} bytes free and ` +
@@ -607,6 +610,12 @@ export class ChunkStore {
       // The file vanished behind the store's back: stop listing it.
       this.index.delete(id);
       this.usedBytes -= info.size;
+      const record = this.packed.get(id);
+      if (record !== undefined) {
+        // Its record no longer counts as live, or its pack would never be freed.
+        this.packed.delete(id);
+        void this.packs.markDead(record, id, info.size).catch(() => undefined);
+      }
       this.onLost?.(id, e.message);
     }
     if (e.code === 'CHECKSUM_MISMATCH') {
@@ -644,7 +653,7 @@ export class ChunkStore {
     return this.takeOut(id, async (path, record, size) => {
       if (record === undefined) return this.moveToQuarantine(path, id);
       try {
-        await this.packs.copyOut(record, size, join(this.dir, 'quarantine', `${id}.${Date.now()}`));
+        await this.packs.copyOut(record, size, quarantinePath(join(this.dir, 'quarantine'), id));
       } catch (err) {
         throw this._diskError(fsError(err, `quarantine chunk ${id}`));
       } finally {
@@ -675,7 +684,7 @@ export class ChunkStore {
 
   private async moveToQuarantine(path: string, name: string): Promise<void> {
     try {
-      await rename(path, join(this.dir, 'quarantine', `${name}.${Date.now()}`));
+      await rename(path, quarantinePath(join(this.dir, 'quarantine'), name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this._diskError(fsError(err, `quarantine ${path}`));
     }
@@ -692,37 +701,57 @@ export class ChunkStore {
    */
   async compactPacks(): Promise<number> {
     this.assertOpen();
+    await this.packs.retireActive();
     const pack = this.packs.compactionCandidate();
     if (pack === null) return 0;
+    if (this.diskFree !== null && this.reservedBytes + this.compactingBytes + pack.liveBytes > this.diskFree()) {
+      // The copies must fit beside the pack they leave until it is deleted; try again later.
+      return 0;
+    }
     const before = pack.size;
+    const reserved = pack.liveBytes;
     let copied = 0;
-    const moving = [...this.packed].filter(([, r]) => r.pack === pack).map(([id]) => id);
-    for (const id of moving) {
-      const record = this.packed.get(id);
-      const info = this.index.get(id);
-      if (record === undefined || record.pack !== pack || info === undefined || this.removing.has(id)) continue;
-      let data: Buffer;
-      try {
-        data = await this.readPacked(id, info);
-      } catch (err) {
-        if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH') await this.quarantine(id).catch(() => false);
-        else if (!(err instanceof DfsError && err.code === 'NOT_FOUND')) throw this._diskError(fsError(err, `compact chunk ${id}`));
-        continue;
-      }
-      const copy = Buffer.allocUnsafeSlow(CHUNK_HEADER_SIZE + data.length);
-      copy.set(encodeChunkHeader({ id, size: info.size, created: info.created, sha256: info.sha256 }), 0);
-      copy.set(data, CHUNK_HEADER_SIZE);
-      copied += copy.length;
-      const moved = await this.packs.append(copy);
-      if (this.packed.get(id) === record) {
-        this.packed.set(id, moved);
-        await this.packs.markDead(record, id, info.size);
-      } else {
-        // Deleted (or quarantined) while it was being copied: the copy is dead on arrival.
-        await this.packs.markDead(moved, id, info.size);
-      }
+    this.compactingBytes += reserved;
+    try {
+      const moving = [...this.packed].filter(([, r]) => r.pack === pack).map(([id]) => id);
+      for (const id of moving) copied += await this.moveRecord(id, pack);
+    } finally {
+      this.compactingBytes -= reserved;
     }
     return pack.gone ? before - copied : 0;
+  }
+
+  /** Moves one live record of `pack` to the newest pack; returns the bytes it copied. */
+  private async moveRecord(id: string, pack: Pack): Promise<number> {
+    const record = this.packed.get(id);
+    const info = this.index.get(id);
+    if (record === undefined || record.pack !== pack || this.removing.has(id)) return 0;
+    if (info === undefined) {
+      // In a pack but no longer listed: counted dead here, or the pack would never be freed.
+      this.packed.delete(id);
+      await this.packs.markDead(record, id, 0);
+      return 0;
+    }
+    let data: Buffer;
+    try {
+      data = await this.readPacked(id, info);
+    } catch (err) {
+      if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH') await this.quarantine(id).catch(() => false);
+      else if (!(err instanceof DfsError && err.code === 'NOT_FOUND')) throw this._diskError(fsError(err, `compact chunk ${id}`));
+      return 0;
+    }
+    const copy = Buffer.allocUnsafeSlow(CHUNK_HEADER_SIZE + data.length);
+    copy.set(encodeChunkHeader({ id, size: info.size, created: info.created, sha256: info.sha256 }), 0);
+    copy.set(data, CHUNK_HEADER_SIZE);
+    const moved = await this.packs.append(copy);
+    if (this.packed.get(id) === record) {
+      this.packed.set(id, moved);
+      await this.packs.markDead(record, id, info.size);
+    } else {
+      // Deleted (or quarantined) while it was being copied: the copy is dead on arrival.
+      await this.packs.markDead(moved, id, info.size);
+    }
+    return copy.length;
   }
 
   // ---- Lifecycle ----
