@@ -33,8 +33,8 @@ const READ_BLOCK = MiB;
 /** Small-file warm-up: rounds until the put rate climbs by less than this factor, and at most this many. */
 const SMALL_WARMUP_GAIN = 1.1;
 const SMALL_WARMUP_MAX_ROUNDS = 6;
-/** How many small-file warm-up rounds ran, for the report's header. */
-let smallWarmupRounds = 0;
+/** The small-file warm-up rounds' rates (files/s), reported beside the measured ones: the cold start is a figure too. */
+const smallWarmup: { put: number[]; get: number[] } = { put: [], get: [] };
 /** Bytes of the warm-up transfers: enough for the JIT tiers, small beside a full run. */
 const WARMUP_BYTES = 64 * MiB;
 const KEEPERS = 3;
@@ -603,13 +603,17 @@ function report(bench: Bench, cfg: Config, runner: Runner, loadAtStart: number[]
     (getHash !== null && getSeconds !== null ? `: ${fmt(getHash, 2)} s of ${fmt(getSeconds, 2)} s at replication 3.` : '.'));
   console.log(`Baseline: the same bytes read the same way, hashed once with SHA-256 and written to three files, each fsynced at the end;`);
   console.log(`  without fsync, the clock stops when the last write() returns (then the files are deleted and the system synced, untimed).`);
-  console.log(`Small files: distinct random contents, after warm-up rounds of the same size until the put rate climbs less than 10% from one to the next (${smallWarmupRounds} here, at most ${SMALL_WARMUP_MAX_ROUNDS}); get reads each file whole and compares it with what was put.`);
+  console.log(`Small files: distinct random contents, after warm-up rounds of the same size until the put rate climbs less than 10% from one to the next (${smallWarmup.put.length} here, at most ${SMALL_WARMUP_MAX_ROUNDS}; their rates follow the tables); get reads each file whole and compares it with what was put.`);
   console.log(`Metadata: creates are MKDIR of distinct paths in one directory (each journaled and fsynced by the master before its reply);`);
   console.log(`  stats are STAT of 4 KiB files (one chunk, three replicas: the reply carries the chunk list). Each run lasts ${cfg.metaSeconds} s.`);
   console.log('');
   print(table, [0, 2, 7, 8]);
   console.log('');
   print(cpuTable, [0, 1]);
+  if (smallWarmup.put.length > 0) {
+    console.log('');
+    console.log(`Small-file warm-up rounds, from a cold cluster (files/s): put ${smallWarmup.put.map((r) => fmt(r)).join(', ')}; get ${smallWarmup.get.map((r) => fmt(r)).join(', ')}`);
+  }
   const deaths = bench.cluster.deaths();
   if (deaths.length > 0) {
     console.log('');
@@ -644,6 +648,8 @@ function jsonLine(bench: Bench, cfg: Config): string {
     get_rf3_vs_baseline: r('get_rf3'),
     put_rf3_vs_nosync: r('put_rf3', 'baseline_nosync'),
     get_rf3_vs_nosync: r('get_rf3', 'baseline_nosync'),
+    small_warmup_put_per_s: smallWarmup.put.map((r) => Math.round(r)),
+    small_warmup_get_per_s: smallWarmup.get.map((r) => Math.round(r)),
     small_put_p50_ms: m('small_put', 'p50Ms'),
     small_put_p99_ms: m('small_put', 'p99Ms'),
     small_get_p50_ms: m('small_get', 'p50Ms'),
@@ -726,7 +732,8 @@ async function runSmall(bench: Bench, client: DfsClient, cfg: Config): Promise<v
     const put = await bench.measure(null, 'small-file put warm-up', countTimeoutMs(n), putAll(dir, n));
     const get = await bench.measure(null, 'small-file get warm-up', countTimeoutMs(n), getAll(dir, n));
     console.error(`warm-up ${w} small put  ${fmt(put.rate)} files/s, get ${fmt(get.rate)} files/s`);
-    smallWarmupRounds = w;
+    smallWarmup.put.push(put.rate);
+    smallWarmup.get.push(get.rate);
     if (w >= 2 && put.rate < previous * SMALL_WARMUP_GAIN) break;
     previous = put.rate;
   }
