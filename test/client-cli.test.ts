@@ -212,6 +212,11 @@ test('every client command prints its usage with --help and exits 0', async () =
 test('wrong arguments are INVALID_ARGUMENT naming what was wrong', async () => {
   await rejectsWith(clientCommands.put!.run(['only-one'], io(NO_MASTER)), 'INVALID_ARGUMENT', /missing arguments; usage: dfs put LOCAL REMOTE/);
   await rejectsWith(clientCommands.put!.run(['a', 'b', 'c'], io(NO_MASTER)), 'INVALID_ARGUMENT', /too many arguments/);
+  await rejectsWith(clientCommands.put!.run(['--replication', '/tmp/file', '/x'], io(NO_MASTER)), 'INVALID_ARGUMENT',
+    /missing arguments \(--replication took "\/tmp\/file" as its value\)/);
+  // Node turns invalid UTF-8 in an argument into U+FFFD: two different names would become one.
+  await rejectsWith(clientCommands.cat!.run(['/a\uFFFD'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not valid UTF-8/);
+  await rejectsWith(clientCommands.put!.run(['a', '/dir\uFFFD/'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not valid UTF-8/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--bogus'], io(NO_MASTER)), 'INVALID_ARGUMENT', /bogus/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', '0'], io(NO_MASTER)), 'INVALID_ARGUMENT', /--replication 0 is outside 1\.\.16/);
   await rejectsWith(clientCommands.put!.run(['a', '/b', '--replication', 'three'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not a whole number/);

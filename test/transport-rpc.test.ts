@@ -69,6 +69,20 @@ test('unknown operations and unsupported versions are refused with their own cod
   close();
 });
 
+test('a string field that is not valid UTF-8 is refused with PROTOCOL_ERROR, never repaired into another name', async () => {
+  let handled = 0;
+  const { client, close } = setup((rpc) => rpc.register(STAT, () => { handled++; return { response: { size: 0, names: [] } }; }));
+  // The same operation, its path sent as raw bytes: 0xc3 and 0xe9 alone would both decode to U+FFFD.
+  const RAW = defineOperation({ name: 'STAT', op: STAT.op, version: STAT.version, request: { path: { tag: 1, type: 'bytes' } }, response: {} });
+  for (const bad of [[0x2f, 0xc3], [0x2f, 0xe9], [0x2f, 0xed, 0xa0, 0x80]]) {
+    await assert.rejects(call(client, RAW, { path: Buffer.from(bad) }), (e: DfsError) => e.code === 'PROTOCOL_ERROR' && /not valid UTF-8/.test(e.message));
+  }
+  assert.equal(handled, 0);
+  const { response } = await callForBuffer(client, STAT, { path: '/caf\u00e9/\u{1f600}' });
+  assert.equal(response.size, 0, 'valid UTF-8, multi-byte included, is served on the same connection');
+  close();
+});
+
 test('a deadline fails the call with DEADLINE_EXCEEDED and cancels the work on the server', async () => {
   let serverSignal: AbortSignal | null = null;
   const { client, close } = setup((rpc) => rpc.register(SLOW, ({ signal }) => {

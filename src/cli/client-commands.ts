@@ -23,7 +23,12 @@ const MASTER_HELP = '  --master HOST:PORT   the master (default: $DFS_MASTER)';
 export function parseClientArgs(command: string, argv: string[], options: Options, min: number, max: number): ParsedArgs {
   const parsed = parseCommandArgs(command, argv, { ...MASTER_OPTION, ...options }, max);
   if (!parsed.values.help && parsed.positionals.length < min) {
-    throw new DfsError('INVALID_ARGUMENT', `missing arguments; usage: ${clientCommands[command]?.usage.split('\n')[0] ?? command}`);
+    // An option given without its value takes the next argument as one: say so, it is the likely slip.
+    const taken = Object.entries(parsed.values)
+      .filter(([name, v]) => typeof v === 'string' && options[name]?.type === 'string')
+      .map(([name, v]) => `--${name} took ${JSON.stringify(v)} as its value`);
+    throw new DfsError('INVALID_ARGUMENT',
+      `missing arguments${taken.length > 0 ? ` (${taken.join(', ')})` : ''}; usage: ${clientCommands[command]?.usage.split('\n')[0] ?? command}`);
   }
   return parsed;
 }
@@ -39,10 +44,15 @@ export function masterAddress(values: ParsedArgs['values'], env: NodeJS.ProcessE
 
 /**
  * dfs has no working directory: a relative remote path is taken from the root. Repeated and trailing
- * slashes are dropped; a path the master would refuse (too long, '.', '..', control characters) is
- * INVALID_ARGUMENT naming the problem before anything is sent.
+ * slashes are dropped; a path the master would refuse (too long, '.', '..', control characters) or
+ * that was not valid UTF-8 is INVALID_ARGUMENT naming the problem before anything is sent.
  */
 export function remotePath(text: string): string {
+  // Node decodes each argument as UTF-8 and turns every invalid sequence into U+FFFD, so two
+  // different byte strings would arrive as the same name: refused rather than guessed at.
+  if (text.includes('\uFFFD')) {
+    throw new DfsError('INVALID_ARGUMENT', `the path ${JSON.stringify(text)} is not valid UTF-8 (or holds U+FFFD, which the command line cannot tell apart from it)`);
+  }
   return normalisePath(text.startsWith('/') ? text : `/${text}`);
 }
 

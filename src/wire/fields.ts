@@ -2,6 +2,7 @@
 // A field is tag u16 | length u32 | value; fields appear in strictly ascending tag order, so every
 // value has exactly one encoding, and a reader skips tags it does not know.
 
+import { isUtf8 } from 'node:buffer';
 import { WireError } from './errors.js';
 
 export type FieldList = Map<number, Buffer>;
@@ -325,6 +326,9 @@ function decodeValue(type: CompiledType, buf: Buffer, start: number, end: number
       if (length !== 1 || buf[start]! > 1) throw badField(name, index, 'bool must be one byte, 0 or 1');
       return buf[start] === 1;
     case K_STRING:
+      // Strings name things (paths above all): two invalid sequences replaced by U+FFFD would name
+      // the same file, so they are refused rather than repaired.
+      if (!isUtf8(buf.subarray(start, end))) throw badField(name, index, 'string is not valid UTF-8');
       return buf.toString('utf8', start, end);
     case K_BYTES:
       return Buffer.from(buf.subarray(start, end));
