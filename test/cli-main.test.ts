@@ -80,6 +80,11 @@ test('the operator\'s commands refuse bad arguments with one line and exit 2, be
     [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--gc-grace', 'tomorrow'], /--gc-grace 'tomorrow' is not a duration/],
     [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--gc-grace', '5'], /--gc-grace '5' needs a unit: 5ms, 5s, 5m or 5h/],
     [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--dead-after', '2h'], /--dead-after 2h is outside 100ms\.\.3600s/],
+    [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--replication', '0'], /--replication 0 is outside 1\.\.16/],
+    [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:7471', '--data', '/tmp/x'], /serves on every interface.*give --advertise HOST:PORT/],
+    [['keeper', '--master', '127.0.0.1:1', '--listen', '[::]:7471', '--data', '/tmp/x'], /no other machine can reach ::/],
+    [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:7471', '--advertise', '0.0.0.0:7471', '--data', '/tmp/x'], /--advertise 0\.0\.0\.0:7471 must name a reachable host/],
+    [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:0', '--advertise', 'k1.example:0', '--data', '/tmp/x'], /a port other than 0/],
     [['keeper', 'maintenance', 'k1', '--for', '99999h'], /--for must be from 1s to 7d/],
     [['keeper', 'frobnicate', 'k1'], /unknown action 'frobnicate'/],
   ];
@@ -137,4 +142,62 @@ test('a port in use, a data path that is a file, and an uncreatable data directo
   const proc = await dfs(['master', '--listen', '127.0.0.1:0', '--data', '/proc/dfs-no-such-dir']);
   assert.notEqual(proc.code, 0);
   assert.match(proc.stderr, /cannot create directory \/proc\/dfs-no-such-dir/);
+});
+
+test('dfs dev with one keeper takes writes at one replica, and stops on SIGINT with exit 0', async (t) => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { startDfs, runDfs } = await import('./helpers/cluster.js');
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-dev-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // dev takes PORT and PORT+1: try a few random high ports until a pair is free.
+  let dev: Awaited<ReturnType<typeof startDfs>> | undefined;
+  for (let attempt = 0; dev === undefined; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    dev = await startDfs(['dev', '--port', String(port), '--data', join(dir, 'data'), '--keepers', '1'], /master\s+(\S+)/)
+      .catch((err: Error) => { if (attempt >= 4 || !/in use/.test(err.message)) throw err; return undefined; });
+  }
+  const child = dev.child;
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  await writeFile(join(dir, 'hello.txt'), 'hello, one keeper\n');
+  const put = await runDfs(['put', join(dir, 'hello.txt'), '/hello.txt'], dev.address);
+  assert.equal(put.code, 0, put.stderr);
+  const stat = await runDfs(['stat', '--json', '/hello.txt'], dev.address);
+  assert.equal(JSON.parse(stat.stdout.toString()).replication, 1);
+  const cat = await runDfs(['cat', '/hello.txt'], dev.address);
+  assert.equal(cat.stdout.toString(), 'hello, one keeper\n');
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill('SIGINT');
+  assert.equal(await exited, 0);
+  assert.match(dev.log.join(''), /stopping/);
+});
+
+test('a keeper listening on every interface is reached at the address it advertises', async (t) => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const net = await import('node:net');
+  const { startDfs, runDfs } = await import('./helpers/cluster.js');
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-advertise-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const master = await startDfs(['master', '--listen', '127.0.0.1:0', '--data', join(dir, 'm'), '--replication', '1', '--min-replicas', '1'], /master listening on (\S+),/);
+  t.after(() => { master.child.kill('SIGKILL'); });
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  const keeper = await startDfs(['keeper', '--master', master.address, '--listen', `0.0.0.0:${port}`, '--advertise', `127.0.0.1:${port}`,
+    '--data', join(dir, 'k')], /keeper [0-9a-f]+ serving (\S+) from/);
+  t.after(() => { keeper.child.kill('SIGKILL'); });
+  assert.equal(keeper.address, `127.0.0.1:${port}`);
+  let status: { keepers: { address: string; alive: boolean }[] } = { keepers: [] };
+  for (let i = 0; i < 100 && !status.keepers.some((k) => k.alive); i++) {
+    status = JSON.parse((await runDfs(['status', '--json'], master.address)).stdout.toString());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(status.keepers.map((k) => k.address), [`127.0.0.1:${port}`]);
+  await writeFile(join(dir, 'f'), 'through the advertised address\n');
+  assert.equal((await runDfs(['put', join(dir, 'f'), '/f'], master.address)).code, 0);
+  assert.equal((await runDfs(['cat', '/f'], master.address)).stdout.toString(), 'through the advertised address\n');
 });

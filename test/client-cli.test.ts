@@ -392,6 +392,11 @@ test('get into a directory puts the file inside under the remote name; a directo
   await mkdir(join(dir, 'f.bin'));
   await rejectsWith(clientCommands.get!.run(['/f.bin', dir, '-q'], io({ DFS_MASTER: cluster.master })), 'IS_A_DIRECTORY', /is a directory/);
   await rejectsWith(localWritePlan(join(dir, 'f.bin')), 'IS_A_DIRECTORY', /is a directory/);
+  await writeFile(join(dir, 'plain'), 'x');
+  await rejectsWith(clientCommands.get!.run(['/f.bin', join(dir, 'plain', 'sub'), '-q'], io({ DFS_MASTER: cluster.master })),
+    'NOT_A_DIRECTORY', /plain' is not a directory/);
+  await rejectsWith(clientCommands.get!.run(['/f.bin', join(dir, 'absent', 'sub'), '-q'], io({ DFS_MASTER: cluster.master })),
+    'NOT_FOUND', /local directory '.*absent' does not exist/);
 });
 
 test('mv into a directory keeps the name: DST ending in / or an existing directory; otherwise a plain rename', async (t) => {

@@ -79,7 +79,8 @@ export async function localSource(path: string): Promise<{ size: number }> {
   } catch (err) {
     if (err instanceof DfsError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new DfsError('NOT_FOUND', `local file '${path}' does not exist`);
+    if (code === 'ENOENT') throw new DfsError('NOT_FOUND', `local file '${path}' does not exist`);
+    if (code === 'ENOTDIR') throw new DfsError('NOT_FOUND', `local file '${path}' does not exist: a part of its path is a file`);
     if (code === 'EACCES' || code === 'EPERM') throw new DfsError('IO_ERROR', `local file '${path}' cannot be read: permission denied`);
     throw new DfsError('IO_ERROR', `local file '${path}': ${(err as Error).message}`, { cause: err });
   }
@@ -181,7 +182,8 @@ export async function localWritePlan(path: string): Promise<LocalWritePlan> {
 function localError(err: unknown, path: string): DfsError {
   if (err instanceof DfsError) return err;
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new DfsError('NOT_FOUND', `local directory '${dirname(path)}' does not exist`);
+  if (code === 'ENOENT') return new DfsError('NOT_FOUND', `local directory '${dirname(path)}' does not exist`);
+  if (code === 'ENOTDIR') return new DfsError('NOT_A_DIRECTORY', `'${dirname(path)}' is not a directory (a part of it is a file)`);
   if (code === 'EACCES' || code === 'EPERM') return new DfsError('IO_ERROR', `cannot write '${path}': permission denied`);
   if (code === 'EISDIR') return new DfsError('IS_A_DIRECTORY', `'${path}' is a directory`);
   return new DfsError('IO_ERROR', `writing '${path}' failed: ${(err as Error).message}`, { cause: err });
@@ -411,9 +413,11 @@ const mv: Command = {
   summary: 'rename or move a file or directory',
   usage: `dfs mv SRC DST
 
-Renames SRC to DST. No data moves: only the namespace changes. As with put,
-a DST ending in '/' or naming an existing directory means "into that
+Renames SRC to DST, atomically. No data moves: only the namespace changes. As
+with put, a DST ending in '/' or naming an existing directory means "into that
 directory": SRC keeps its name there (dfs mv /a.txt /docs/ is /docs/a.txt).
+Like rename(2), a file replaces an existing file at DST (whose chunks become
+garbage), and a directory replaces only an empty directory.
 
 ${MASTER_HELP}`,
   async run(argv, io) {

@@ -32,7 +32,7 @@ const logTo = (io: CliIO, who: string) => (line: string) => io.stderr.write(`${n
 
 export const master: Command = {
   summary: 'run the master tracker',
-  usage: `dfs master --listen HOST:PORT --data DIR [--dead-after DURATION] [--min-replicas N] [--gc-grace DURATION] ...
+  usage: `dfs master --listen HOST:PORT --data DIR [--replication N] [--min-replicas N] [--dead-after DURATION] ...
                   [--checkpoint-entries N] [--checkpoint-bytes BYTES]
 
 Runs the master tracker: namespace, placement and keeper health. Every change is
@@ -45,7 +45,9 @@ at shutdown; a start loads the newest checkpoint and replays the journal after i
   --dead-after DURATION
                        a keeper silent this long is dead, such as 3s; a bare
                        number is milliseconds (default 3s)
-  --min-replicas N     durable replicas a chunk write needs (default 2)
+  --replication N      replicas per chunk of a file that asks for none (default 3)
+  --min-replicas N     durable replicas a chunk write needs (default 2; a file
+                       with fewer replicas needs them all)
   --gc-grace DURATION  garbage waits this long before keepers delete it (default 10m)
   --upload-timeout DURATION
                        an upload idle this long is aborted (default 30m)
@@ -66,7 +68,7 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
   async run(argv, io) {
     const { values } = parseCommandArgs('master', argv, {
       listen: { type: 'string' }, data: { type: 'string' }, 'dead-after': { type: 'string' }, 'min-replicas': { type: 'string' },
-      'gc-grace': { type: 'string' }, 'upload-timeout': { type: 'string' }, 'repair-copies': { type: 'string' },
+      replication: { type: 'string' }, 'gc-grace': { type: 'string' }, 'upload-timeout': { type: 'string' }, 'repair-copies': { type: 'string' },
       'balance-interval': { type: 'string' }, 'forget-dead-after': { type: 'string' },
       'checkpoint-entries': { type: 'string' }, 'checkpoint-bytes': { type: 'string' },
     }, 0);
@@ -77,6 +79,7 @@ Durations are written like 500ms, 30s, 10m, 2h.`,
       host: listen.host, port: listen.port, dataDir: resolve(required('master', values, 'data')),
       deadAfterMs: values['dead-after'] ? durationBetween(values['dead-after'] as string, '--dead-after', 100, 3_600_000) : undefined,
       minReplicas: values['min-replicas'] ? parseIntOption(values['min-replicas'] as string, '--min-replicas', 1, 16) : undefined,
+      defaultReplication: values.replication ? parseIntOption(values.replication as string, '--replication', 1, 16) : undefined,
       gcGraceMs: duration('gc-grace'),
       uploadTimeoutMs: duration('upload-timeout'),
       copiesPerKeeper: values['repair-copies'] ? parseIntOption(values['repair-copies'] as string, '--repair-copies', 1, 256) : undefined,
@@ -100,10 +103,13 @@ function bytesOption(text: string, what: string, min: number): number {
   return value;
 }
 
+/** Hosts that mean "every interface" when listening and nothing when dialled. */
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
+
 export const keeper: Command = {
   summary: 'run a data keeper (or: keeper maintenance|drain|normal|forget ID)',
   usage: `dfs keeper --master HOST:PORT --listen HOST:PORT --data DIR [--capacity BYTES] [--zone NAME]
-           [--reserve BYTES] [--task-concurrency N] [--task-queue N]
+           [--advertise HOST:PORT] [--reserve BYTES] [--task-concurrency N] [--task-queue N]
            [--repair-bandwidth BYTES] [--scrub-rate BYTES] [--scrub-every DURATION]
            [--pack-max BYTES]
 
@@ -114,6 +120,8 @@ maintenance or drain it, see dfs keeper maintenance --help.
 
   --master HOST:PORT        the master tracker
   --listen HOST:PORT        address to serve on and to advertise (port 0 picks a free one)
+  --advertise HOST:PORT     address clients and other keepers reach this keeper at, when it
+                            is not --listen's: required with a wildcard such as 0.0.0.0
   --data DIR                chunk directory (created if missing; one keeper per directory)
   --capacity BYTES          most bytes to store, such as 100GiB (default: the disk's free space)
   --zone NAME               failure zone; replicas of a chunk go to distinct zones (default: default)
@@ -139,11 +147,21 @@ maintenance or drain it, see dfs keeper maintenance --help.
       master: { type: 'string' }, listen: { type: 'string' }, data: { type: 'string' }, capacity: { type: 'string' }, zone: { type: 'string' },
       reserve: { type: 'string' }, 'task-concurrency': { type: 'string' }, 'task-queue': { type: 'string' },
       'repair-bandwidth': { type: 'string' }, 'scrub-rate': { type: 'string' }, 'scrub-every': { type: 'string' },
-      'pack-max': { type: 'string' },
+      'pack-max': { type: 'string' }, advertise: { type: 'string' },
     }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
     const masterAddress = parseAddress(required('keeper', values, 'master'), '--master');
     const listen = parseAddress(required('keeper', values, 'listen'), '--listen');
+    const advertised = values.advertise === undefined ? undefined : parseAddress(values.advertise as string, '--advertise');
+    if (advertised === undefined && WILDCARD_HOSTS.has(listen.host)) {
+      // Told to the master as is, a wildcard would send every client and keeper to its own host.
+      throw new DfsError('INVALID_ARGUMENT',
+        `--listen ${values.listen as string} serves on every interface, and no other machine can reach ${listen.host}: give --advertise HOST:PORT too`);
+    }
+    if (advertised !== undefined && (WILDCARD_HOSTS.has(advertised.host) || advertised.port === 0)) {
+      throw new DfsError('INVALID_ARGUMENT', `--advertise ${values.advertise as string} must name a reachable host and a port other than 0`);
+    }
+    const advertise = advertised === undefined ? undefined : formatAddress(advertised);
     const text = (name: string) => values[name] as string | undefined;
     const options = {
       capacity: text('capacity') === undefined ? undefined : parseBytes(text('capacity')!, '--capacity'),
@@ -158,6 +176,7 @@ maintenance or drain it, see dfs keeper maintenance --help.
     const handle = await startKeeper({
       master: masterAddress, listen, dataDir: resolve(required('keeper', values, 'data')),
       zone: (values.zone as string | undefined) ?? 'default',
+      ...(advertise === undefined ? {} : { advertise }),
       log: logTo(io, 'keeper'),
       ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
     });
@@ -173,7 +192,9 @@ export const dev: Command = {
 
 Starts a working local cluster in this process: a master on 127.0.0.1:PORT
 (default 7070) and N keepers (default 3) on the ports after it, with data under
-DIR (default ./.dfs-dev). Stops cleanly on Ctrl-C; the data stays for next time.`,
+DIR (default ./.dfs-dev). Files get min(3, N) replicas unless they ask for
+others, and a write needs min(2, N) of them. Stops cleanly on Ctrl-C; the data
+stays for next time.`,
   async run(argv, io) {
     const { values } = parseCommandArgs('dev', argv, { port: { type: 'string' }, data: { type: 'string' }, keepers: { type: 'string' } }, 0);
     if (values.help) { io.stdout.write(`${this.usage}\n`); return 0; }
@@ -181,7 +202,10 @@ DIR (default ./.dfs-dev). Stops cleanly on Ctrl-C; the data stays for next time.
     const count = values.keepers ? parseIntOption(values.keepers as string, '--keepers', 1, 16) : 3;
     const dir = resolve((values.data as string | undefined) ?? '.dfs-dev');
     const quiet = () => {};
-    const m = await startMaster({ host: '127.0.0.1', port, dataDir: `${dir}/master`, log: quiet }).catch((err: NodeJS.ErrnoException) => {
+    // Fewer keepers than the usual replication still make a cluster that takes writes.
+    const m = await startMaster({
+      host: '127.0.0.1', port, dataDir: `${dir}/master`, log: quiet, defaultReplication: Math.min(3, count), minReplicas: Math.min(2, count),
+    }).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') throw new DfsError('UNAVAILABLE', `port ${port} is in use; pick another with dfs dev --port`);
       throw err;
     });
@@ -211,7 +235,7 @@ DIR (default ./.dfs-dev). Stops cleanly on Ctrl-C; the data stays for next time.
   keepers  ${keepers.map((k) => k.address).join(', ')}
   data     ${dir}
 
-Try, in another terminal:
+Try, in another terminal, in ${process.cwd()} (where npx finds this dfs):
   export DFS_MASTER=${m.address}
   npx dfs put README.md /docs/README.md
   npx dfs ls -l /docs
