@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodePreface, encodeReset, parseReset } from '../src/wire/index.js';
+import { Flag, FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodePreface, encodeReset, parseGoAway, parseReset } from '../src/wire/index.js';
 import { Connection, RpcServer, duplexPair, registerEcho, type WireStream } from '../src/transport/index.js';
 import { DfsError } from '../src/wire/index.js';
 import { RawPeer } from './helpers/raw-peer.js';
@@ -142,6 +142,62 @@ test('a RESET flood is stopped with RATE_LIMITED', async () => {
 test('a control-frame flood of CREDIT is stopped with RATE_LIMITED', async () => {
   const peer = served({ limits: { controlFramesPerSecond: 100 } });
   for (let i = 0; i < 150; i++) peer.write(encodeCredit(0, 1));
+  assert.equal((await peer.goAway()).code, 'RATE_LIMITED');
+});
+
+test('a receiver granting CREDIT every eighth of a window is never RATE_LIMITED, however many CREDITs that takes', async () => {
+  const total = 1024 * 1024;
+  const streamWindow = 8192;
+  const connectionWindow = 65536;
+  // 1,024 stream and 128 connection CREDITs, far more than 20 a second unless the transfer took a minute.
+  const peer = new RawPeer({ limits: { controlFramesPerSecond: 20 }, peerSettings: { streamWindow, connectionWindow } });
+  peer.conn.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.end(Buffer.alloc(total, 7));
+  });
+  let received = 0;
+  let credits = 0;
+  let streamUncredited = 0;
+  let connectionUncredited = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    peer.onFrame = (f) => {
+      if (f.type === FrameType.GOAWAY) reject(new Error(`GOAWAY ${parseGoAway(f.payload).code}: ${parseGoAway(f.payload).reason}`));
+      if (f.type !== FrameType.DATA || f.streamId !== 1) return;
+      received += f.payload.length;
+      streamUncredited += f.payload.length;
+      connectionUncredited += f.payload.length;
+      for (; streamUncredited >= streamWindow / 8; streamUncredited -= streamWindow / 8, credits++) peer.write(encodeCredit(1, streamWindow / 8));
+      for (; connectionUncredited >= connectionWindow / 8; connectionUncredited -= connectionWindow / 8, credits++) peer.write(encodeCredit(0, connectionWindow / 8));
+      if (f.flags & Flag.END_STREAM) resolve();
+    };
+  });
+  peer.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
+  await done;
+  assert.equal(received, total);
+  assert.equal(credits, 1024 + 128);
+  assert.equal(peer.conn.isClosed, false);
+  peer.conn.destroy();
+});
+
+test('a flood of small stream CREDITs is RATE_LIMITED even while the stream has DATA to send', async () => {
+  const peer = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 65536 } });
+  peer.conn.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.end(Buffer.alloc(1024 * 1024));
+  });
+  peer.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
+  await peer.waitFor((f) => f.type === FrameType.DATA && f.streamId === 1);
+  // The whole window was sent and these return 15,000 bytes of it, but each is below 1/16 of the window.
+  for (let i = 0; i < 150; i++) peer.write(encodeCredit(1, 100));
+  assert.equal((await peer.goAway()).code, 'RATE_LIMITED');
+});
+
+test('a flood of large CREDITs that keep raising the window is RATE_LIMITED', async () => {
+  const peer = served({ limits: { controlFramesPerSecond: 100 } });
+  // 1 MiB is 1/16 of the default connection window, but each one grows the window past anything it was.
+  for (let i = 0; i < 150; i++) peer.write(encodeCredit(0, 1024 * 1024));
   assert.equal((await peer.goAway()).code, 'RATE_LIMITED');
 });
 

@@ -76,6 +76,8 @@ export class Connection extends EventEmitter implements StreamHost {
   private rejectReady!: (err: Error) => void;
 
   private sendWindow = DEFAULT_SETTINGS.connectionWindow;
+  /** The largest the connection send window has been: CREDIT up to it only gives back spent credit. */
+  private sendWindowHigh = DEFAULT_SETTINGS.connectionWindow;
   private recvWindow: number;
   private consumedSinceGrant = 0;
 
@@ -212,7 +214,7 @@ export class Connection extends EventEmitter implements StreamHost {
       this.nextLocalId += 2;
       stream.state = 'open';
       // Streams opened before HELLO were sized with default windows; use the peer's real ones.
-      stream.sendWindow = this.peerSettings.streamWindow;
+      stream.sendWindow = stream.sendWindowHigh = this.peerSettings.streamWindow;
       this.streams.set(stream.id, stream);
       this.localOpenCount++;
       // A request without a body carries END_STREAM on the OPEN itself.
@@ -393,9 +395,8 @@ export class Connection extends EventEmitter implements StreamHost {
   private onFrame(frame: RawFrame): void {
     if (this.closed) return;
     const { type } = frame;
-    if (type !== FrameType.OPEN && type !== FrameType.REPLY && type !== FrameType.DATA) {
-      if (!this.rates.control.hit()) throw new WireError('RATE_LIMITED', `more than ${this.limits.controlFramesPerSecond} control frames per second`);
-    }
+    // CREDIT is counted in onCredit: only a CREDIT that does more than give back spent credit counts (spec §10.2).
+    if (type !== FrameType.OPEN && type !== FrameType.REPLY && type !== FrameType.DATA && type !== FrameType.CREDIT) this.countControlFrame();
     switch (type) {
       case FrameType.HELLO: return this.onHello(frame);
       case FrameType.OPEN: return this.onOpen(frame);
@@ -414,11 +415,15 @@ export class Connection extends EventEmitter implements StreamHost {
     }
   }
 
+  private countControlFrame(): void {
+    if (!this.rates.control.hit()) throw new WireError('RATE_LIMITED', `more than ${this.limits.controlFramesPerSecond} control frames per second`);
+  }
+
   private onHello(frame: RawFrame): void {
     const hello = parseHello(frame.payload);
     this.peerSettings = resolveSettings(hello.settings);
     this.peerAgent = hello.extensions.get(HelloExtension.AGENT)?.toString('utf8') ?? '';
-    this.sendWindow = this.peerSettings.connectionWindow;
+    this.sendWindow = this.sendWindowHigh = this.peerSettings.connectionWindow;
     this.helloReceived = true;
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.startIdleTimer();
@@ -531,18 +536,35 @@ export class Connection extends EventEmitter implements StreamHost {
     stream.onData(frame.payload, end);
   }
 
+  /**
+   * CREDIT counts towards the control-frame rate (spec §10.2) unless it only gives back credit for
+   * DATA this side sent: an increment of at least 1/16 of the window the peer announced, which leaves
+   * the window no larger than it has been. Such CREDITs add up to no more than the bytes sent, so
+   * there are at most 16 of them per window's worth of DATA, however fast a legitimate transfer runs;
+   * a flood of small increments, or of increments that keep raising the window, is still counted.
+   */
   private onCredit(frame: RawFrame): void {
     const increment = parseCredit(frame.payload, frame.streamId);
     if (frame.streamId === 0) {
-      if (this.sendWindow + increment > MAX_WINDOW) {
+      const after = this.sendWindow + increment;
+      if (increment * 16 < this.peerSettings.connectionWindow || after > this.sendWindowHigh) this.countControlFrame();
+      if (after > MAX_WINDOW) {
         throw new WireError('FLOW_CONTROL_ERROR', `CREDIT of ${increment} overflows the connection window of ${this.sendWindow}`);
       }
-      this.sendWindow += increment;
+      this.sendWindow = after;
+      if (after > this.sendWindowHigh) this.sendWindowHigh = after;
       if (this.sendable.length > 0) this.scheduleFlush();
       return;
     }
-    const stream = this.streamFor(frame, 'CREDIT');
-    if (!stream) return;
+    const stream = this.streams.get(frame.streamId);
+    if (!stream || increment * 16 < this.peerSettings.streamWindow || stream.sendWindow + increment > stream.sendWindowHigh) {
+      // Late CREDIT for a closed stream counts too: there is no window left to check it against.
+      this.countControlFrame();
+    }
+    if (!stream) {
+      this.streamFor(frame, 'CREDIT'); // throws for a stream never opened
+      return;
+    }
     if (!stream.addSendCredit(increment)) {
       this.resetFromPeerError(stream, 'FLOW_CONTROL_ERROR', `CREDIT of ${increment} overflows the window of stream ${stream.id}`);
     }

@@ -10,7 +10,7 @@ export interface Limits {
   rapidResetsPerSecond: number;
   /** Frames that carry no work: empty DATA without END_STREAM, unknown and grease types, per second. */
   emptyFramesPerSecond: number;
-  /** All frames but OPEN, REPLY and DATA, per second. */
+  /** All frames but OPEN, REPLY and DATA, per second; a CREDIT that only gives back spent credit is not counted (spec §10.2). */
   controlFramesPerSecond: number;
   /** Bytes queued towards a peer that does not read before the connection is destroyed. */
   maxBufferedOutput: number;

@@ -45,6 +45,8 @@ export class WireStream extends Duplex {
   // acknowledged at once (so end() can ride on the same DATA frame); a larger one is acknowledged
   // once sent. Either way what waits here is at most the window plus one chunk.
   sendWindow: number;
+  /** The largest sendWindow has been; CREDIT that stays within it gives back credit for DATA sent. */
+  sendWindowHigh: number;
   sentBytes = 0;
   private readonly queue: PendingWrite[] = [];
   /** Bytes in `queue` not yet sent. */
@@ -88,7 +90,7 @@ export class WireStream extends Duplex {
     this.op = init.op;
     this.opVersion = init.opVersion;
     this.header = init.header;
-    this.sendWindow = init.sendWindow;
+    this.sendWindow = this.sendWindowHigh = init.sendWindow;
     this.recvWindow = init.recvWindow;
     this.grantAt = Math.max(1, Math.floor(init.recvWindow / 2));
   }
@@ -197,6 +199,7 @@ export class WireStream extends Duplex {
   addSendCredit(increment: number): boolean {
     if (this.sendWindow + increment > 0x7fff_ffff) return false;
     this.sendWindow += increment;
+    if (this.sendWindow > this.sendWindowHigh) this.sendWindowHigh = this.sendWindow;
     if (this.queue.length > 0) this.host.markSendable(this);
     return true;
   }

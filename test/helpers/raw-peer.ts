@@ -15,6 +15,8 @@ export class RawPeer {
   private readonly decoder = new FrameDecoder({ maxFrameSize: 0xff_ffff, expectPreface: true });
   private waiters: (() => void)[] = [];
   closed = false;
+  /** Called with every frame the Connection sends, as it is decoded. */
+  onFrame: ((f: RawFrame) => void) | null = null;
 
   constructor(options: Partial<ConnectionOptions> & { peerSettings?: Partial<Settings>; sendHello?: boolean } = {}) {
     const [ours, theirs] = duplexPair();
@@ -23,6 +25,7 @@ export class RawPeer {
     ours.on('data', (chunk: Buffer) => {
       this.decoder.push(chunk, (f) => {
         this.frames.push(f);
+        this.onFrame?.(f);
         for (const w of this.waiters.splice(0)) w();
       });
     });
