@@ -17,7 +17,7 @@ import { MAX_REPLICATION } from '../src/client/upload.js';
 import { parseBytes } from '../src/cli/command.js';
 import { replicaOrder, allReplicasFailed } from '../src/client/download.js';
 import { backoffMs } from '../src/client/master-link.js';
-import { clientCommands, formatListing, formatStat, formatStatus, listingJson, localSource, localTarget, localWritePlan, masterAddress, remotePath, statusTotals } from '../src/cli/client-commands.js';
+import { clientCommands, formatListing, formatStat, formatStatus, localSource, localTarget, localWritePlan, masterAddress, remotePath, statusTotals } from '../src/cli/client-commands.js';
 import { formatBytes, formatDuration, formatRate, formatTable } from '../src/cli/format.js';
 import { formatProgress, ProgressBar } from '../src/cli/progress.js';
 import type { CliIO } from '../src/cli/command.js';
@@ -456,13 +456,6 @@ test('ls shows names, directories with a slash; -l adds type, replication, size 
     '-  3  19.1 MiB  2024-05-02 09:05  big.bin',
   ].join('\n'));
   assert.equal(formatListing([], true), '');
-});
-
-test('ls --json leaves out a file\'s chunk size when the listing does not know it', () => {
-  const file: EntryInfo = { name: 'f', type: 'file', size: 5, replication: 3, mtime: 1, chunkSize: 0, count: 1 };
-  assert.equal('chunkSize' in listingJson(file), false);
-  assert.deepEqual(listingJson({ ...file, chunkSize: 4096 }), { ...file, chunkSize: 4096 });
-  assert.deepEqual(listingJson(entries[0]!), entries[0]);
 });
 
 test('stat shows each chunk and where its replicas live, dead ones marked', () => {

@@ -53,7 +53,11 @@ test('every size around three chunk sizes, 100 MiB included, round-trips byte fo
     const back = await hashOf(await client.get(path));
     assert.deepEqual(back, { size, sha256: expected }, `${path} came back different`);
   }));
-  for (const chunkSize of chunkSizes) assert.equal((await client.list(`/sizes/c${chunkSize}`)).length, 8);
+  for (const chunkSize of chunkSizes) {
+    const listed = await client.list(`/sizes/c${chunkSize}`);
+    assert.equal(listed.length, 8);
+    assert.deepEqual(new Set(listed.map((e) => e.chunkSize)), new Set([chunkSize]), 'a listing gives each file its chunk size');
+  }
 });
 
 test('a file of several default-size chunks round-trips and replaces an older file at the same path', async () => {

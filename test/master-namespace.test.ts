@@ -202,7 +202,7 @@ test('a file is invisible until commit, then appears whole with its chunks and r
   assert.equal(st.uploadId, uploadId);
   assert.deepEqual(st.chunks.map((c) => [c.id, c.size, c.replicas]), [[ids[0], 4, KEEPERS], [ids[1], 4, KEEPERS], [ids[2], 2, KEEPERS]]);
   assert.deepEqual(s.chunkLocations('/f').map((c) => [c.id, c.offset, c.size]), [[ids[0], 0, 4], [ids[1], 4, 4], [ids[2], 8, 2]]);
-  assert.deepEqual(s.list('/'), [{ name: 'f', type: 'file', size: 10, replication: 3, mtime: st.mtime, chunks: 3 }]);
+  assert.deepEqual(s.list('/'), [{ name: 'f', type: 'file', size: 10, replication: 3, mtime: st.mtime, chunks: 3, chunkSize: 4 }]);
   assert.equal(s.upload(uploadId), undefined, 'the upload is no longer pending');
   assert.deepEqual(s.stats(), { dirs: 1, files: 1, bytes: 10, chunks: 3, uploads: 0, garbage: 0, keepers: 3 });
 });

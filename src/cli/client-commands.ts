@@ -295,16 +295,6 @@ export function formatListing(entries: readonly EntryInfo[], long: boolean): str
   ]), new Set([1, 2]));
 }
 
-/**
- * One ls --json entry. The master's listing does not carry a file's chunk size (it comes as 0), so
- * the field is left out rather than reported wrong; dfs stat --json gives it.
- */
-export function listingJson(entry: EntryInfo): Partial<EntryInfo> {
-  if (entry.type !== 'file' || entry.chunkSize !== 0) return entry;
-  const { chunkSize: _unknown, ...rest } = entry;
-  return rest;
-}
-
 const ls: Command = {
   summary: 'list a directory',
   usage: `dfs ls [-l] [--json] [PATH]
@@ -312,14 +302,16 @@ const ls: Command = {
 Lists the directory PATH (default /). For a file, shows that file.
 
   -l                   long form: type, replication, size, modification time (UTC)
-  --json               entries as JSON (without a file's chunkSize: see dfs stat)
+  --json               entries as JSON: name, type, size, replication, mtime
+                       (ms since the epoch), chunkSize, and count (a file's
+                       chunks, a directory's entries); 0 where a directory has none
 ${MASTER_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseClientArgs('ls', argv, { long: { type: 'boolean', short: 'l' }, json: { type: 'boolean' } }, 0, 1);
     if (values.help) return help(io, this);
     const path = remotePath(positionals[0] ?? '/');
     const entries = await withClient(values, io, (client) => client.list(path, { signal: io.signal }));
-    const text = values.json ? JSON.stringify(entries.map(listingJson), null, 2) : formatListing(entries, values.long === true);
+    const text = values.json ? JSON.stringify(entries, null, 2) : formatListing(entries, values.long === true);
     if (text !== '') io.stdout.write(`${text}\n`);
     return 0;
   },

@@ -689,8 +689,8 @@ export class MetadataState {
   private listEntry(node: Node): ListEntry {
     const f = this.fileTable;
     return isFile(node)
-      ? { name: f.name(node), type: 'file', size: f.size(node), replication: f.replication(node), mtime: f.mtime(node), chunks: f.chunkCount(node) }
-      : { name: node.name, type: 'dir', size: 0, replication: 0, mtime: node.mtime, chunks: node.children.size };
+      ? { name: f.name(node), type: 'file', size: f.size(node), replication: f.replication(node), mtime: f.mtime(node), chunks: f.chunkCount(node), chunkSize: f.chunkSize(node) }
+      : { name: node.name, type: 'dir', size: 0, replication: 0, mtime: node.mtime, chunks: node.children.size, chunkSize: 0 };
   }
 
   /** What is at `path`, or undefined when nothing is. Throws only for a malformed path. */

@@ -197,7 +197,7 @@ async function open(options: MasterOptions, lock: DirLock): Promise<MasterHandle
     const body = encodeRecord(LIST_BODY, {
       entries: entries.map((e) => ({
         name: e.name, type: e.type === 'dir' ? NodeType.DIRECTORY : NodeType.FILE, size: e.size, replication: e.replication,
-        mtime: e.mtime, chunks: e.chunks, chunkSize: 0,
+        mtime: e.mtime, chunks: e.chunks, chunkSize: e.chunkSize,
       })),
     });
     return { response: { count: entries.length }, body };

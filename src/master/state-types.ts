@@ -26,6 +26,8 @@ export interface ListEntry {
   readonly mtime: number;
   /** Chunks of a file; entries of a directory. */
   readonly chunks: number;
+  /** Bytes per chunk of a file (the last may be shorter); 0 for a directory. */
+  readonly chunkSize: number;
 }
 
 export interface FileStat {
