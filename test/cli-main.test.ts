@@ -201,3 +201,27 @@ test('a keeper listening on every interface is reached at the address it adverti
   assert.equal((await runDfs(['put', join(dir, 'f'), '/f'], master.address)).code, 0);
   assert.equal((await runDfs(['cat', '/f'], master.address)).stdout.toString(), 'through the advertised address\n');
 });
+
+test('dfs without a command prints its usage to stderr and exits 2; a command stopped by SIGINT exits 130', async (t) => {
+  const bare = await dfs([]);
+  assert.equal(bare.code, 2);
+  assert.equal(bare.stdout, '');
+  assert.match(bare.stderr, /^dfs [\d.]+: a distributed file system/);
+
+  // A master that accepts and never answers: the command is still connecting when Ctrl-C comes.
+  const net = await import('node:net');
+  const { spawn } = await import('node:child_process');
+  const silent = net.createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  t.after(() => silent.close());
+  const port = (silent.address() as { port: number }).port;
+  const child = spawn(process.execPath, ['--import', 'tsx', main, 'ls', '/', '--master', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  // Signalled once its connection is in: the server sees it.
+  await new Promise<void>((r) => silent.once('connection', () => r()));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /cancelled \(CANCEL\)/);
+});

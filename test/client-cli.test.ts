@@ -426,7 +426,7 @@ test('a remote path the master would refuse is INVALID_ARGUMENT naming the probl
     [['mkdir', '/a/../b'], /'\.\.'/],
     [['rm', '/a/./b'], /'\.'/],
     [['cat', '/a\nb'], /control character U\+000A/],
-    [['get', '/a\x7fb'], /control character U\+007F/],
+    [['get', '/a\x7fb'], /control character U\+007F: "\/a\\u007fb"$/],
     [['mv', '/a', longName], /more than the limit of 255/],
   ];
   for (const [[cmd, ...args], pattern] of cases) {

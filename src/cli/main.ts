@@ -25,9 +25,14 @@ Run dfs <command> --help for a command's options.`;
 
 export async function main(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // A mistake, not a request for help: the usage goes where errors go.
+    io.stderr.write(`${usage()}\n`);
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(`${usage()}\n`);
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   if (name === '--version' || name === 'version') {
     io.stdout.write(`${VERSION}\n`);
@@ -43,6 +48,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     if (err instanceof DfsError) {
       io.stderr.write(`dfs ${name}: ${err.message} (${err.code})\n`);
+      // Stopped by Ctrl-C or SIGTERM: the shell's convention, 128 + SIGINT.
+      if (err.code === 'CANCEL' && io.signal.aborted) return 130;
       return err.code === 'INVALID_ARGUMENT' ? 2 : 1;
     }
     // Not a DfsError: an operating-system error (a port in use, a directory that cannot be made)

@@ -55,7 +55,8 @@ export function checkPath(op: string, path: unknown): string {
   const problem = pathProblem(path);
   if (problem !== undefined) {
     // The problem first: a long path would push it past the end of a RESET's reason.
-    const shown = JSON.stringify(path);
+    // JSON escapes the C0 controls; DEL and the C1 controls are escaped too, so none reaches a terminal.
+    const shown = JSON.stringify(path).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
     throw new DfsError('INVALID_ARGUMENT', `${op}: ${problem}: ${shown.length > 200 ? `${shown.slice(0, 200)}…` : shown}`);
   }
   return path as string;
