@@ -97,7 +97,7 @@ test('a pack whose every record is deleted is removed from disk once no longer a
   assert.equal((await packFiles(dir)).length, 2);
   await store.delete(a.id);
   assert.equal((await packFiles(dir)).length, 1, 'the sealed pack of a is deleted with its last record');
-  assert.deepEqual((await readdir(join(dir, 'packs'))).filter((n) => n.endsWith('.dead')), []);
+  assert.deepEqual((await readdir(join(dir, 'packs'))).filter((n) => n.endsWith('.deleted')), []);
   await store.delete(b.id); // the pack being appended to stays
   await store.close();
   const again = await openStore(t, dir);
@@ -240,7 +240,7 @@ test('a torn or zero-filled entry of a dead list deletes nothing, and later dele
   for (const x of [a!, b!, c!, d!]) await put(store, x.id, x.data); // one pack; a is at offset 0
   await store.delete(b!.id);
   await store.close();
-  const deadList = join(dir, 'packs', (await readdir(join(dir, 'packs'))).find((n) => n.endsWith('.dead'))!);
+  const deadList = join(dir, 'packs', (await readdir(join(dir, 'packs'))).find((n) => n.endsWith('.deleted'))!);
   await truncate(deadList, 3); // a power loss tore the entry of b
   const s2 = await openStore(t, dir);
   assert.ok(s2.has(a!.id) && s2.has(b!.id) && s2.has(c!.id), 'the torn deletion is lost, nothing else');
@@ -267,7 +267,7 @@ test('a lost deletion of a damaged copy brings it back beside the rewrite: the n
   await new Promise((resolve) => setTimeout(resolve, 5)); // a later creation time for the rewrite
   await put(store, x.id, x.data); // the repair's rewrite, to pack 2
   await store.close();
-  await rm(join(dir, 'packs', '0000000000000001.dead')); // the unsynced quarantine entry is lost
+  await rm(join(dir, 'packs', '0000000000000001.deleted')); // the unsynced quarantine entry is lost
   const again = await openStore(t, dir);
   assert.deepEqual((await again.read(x.id)).data, x.data);
   assert.deepEqual((await again.read(y.id)).data, y.data);
@@ -353,4 +353,28 @@ test('the same chunk quarantined twice in quick succession leaves two copies in 
   await put(store, x.id, x.data);
   assert.equal(await store.quarantine(x.id), true);
   assert.equal((await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(x.id)).length, 2);
+});
+
+test('a dead list of the first pack format (offsets alone) is still honoured, and goes with its pack', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const chunks = Array.from({ length: 3 }, () => ({ id: newId(), data: randomBytes(700) }));
+  for (const c of chunks) await put(store, c.id, c.data);
+  const offsetOf = async (id: string) => (await storedReplica(dir, id)).dataOffset - CHUNK_HEADER_SIZE;
+  const [pack] = await packFiles(dir);
+  await store.close();
+  // As the first version wrote it: 8-byte offsets, here of the second record, and a torn entry after.
+  const legacy = Buffer.alloc(8 + 3);
+  legacy.writeBigUInt64BE(BigInt(await offsetOf(chunks[1]!.id)));
+  await writeFile(join(dir, 'packs', pack!.replace(/\.pack$/, '.dead')), legacy);
+
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.list().map((c) => c.id).sort(), [chunks[0]!.id, chunks[2]!.id].sort());
+  await again.delete(chunks[2]!.id);
+  await again.close();
+  const third = await openStore(t, dir);
+  assert.deepEqual(third.list().map((c) => c.id), [chunks[0]!.id]);
+  assert.deepEqual((await third.read(chunks[0]!.id)).data, chunks[0]!.data);
+  await third.delete(chunks[0]!.id); // the last live record of a sealed pack: the pack and both lists go
+  assert.deepEqual(await readdir(join(dir, 'packs')), []);
 });

@@ -201,6 +201,36 @@ test('a flood of large CREDITs that keep raising the window is RATE_LIMITED', as
   assert.equal((await peer.goAway()).code, 'RATE_LIMITED');
 });
 
+test('a peer cannot make tiny CREDITs look large: a tiny announced window, or one raised once, still counts them', async () => {
+  // The connection window: announced as 16 bytes, raised once to 1 GiB; then 1-byte CREDITs, each
+  // within what this side has sent, 1/16 of the announced window and below the largest so far.
+  const raised = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { connectionWindow: 16 } });
+  raised.conn.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.end(Buffer.alloc(1024 * 1024));
+  });
+  raised.write(encodeCredit(0, 1024 * 1024 * 1024));
+  raised.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
+  await raised.waitFor((f) => f.type === FrameType.DATA && (f.flags & Flag.END_STREAM) !== 0);
+  for (let i = 0; i < 200; i++) raised.write(encodeCredit(0, 1));
+  assert.equal((await raised.goAway()).code, 'RATE_LIMITED');
+
+  // A stream window announced as 16 bytes: every 1-byte CREDIT is 1/16 of it and gives back bytes sent.
+  const tiny = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 16 } });
+  tiny.conn.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.end(Buffer.alloc(1024 * 1024));
+  });
+  tiny.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
+  let sent = 0;
+  tiny.onFrame = (f) => {
+    if (f.type === FrameType.DATA && f.streamId === 1 && sent < 200) for (let i = 0; i < f.payload.length; i++, sent++) tiny.write(encodeCredit(1, 1));
+  };
+  assert.equal((await tiny.goAway()).code, 'RATE_LIMITED');
+});
+
 test('a second HELLO is a PROTOCOL_ERROR: settings cannot be flooded', async () => {
   const peer = served();
   peer.write(encodeHello({ maxFrameSize: 20000 }));

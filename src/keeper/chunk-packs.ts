@@ -4,14 +4,16 @@
 //
 // Layout, under <data>/packs/:
 //   <seq>.pack   records back to back; a record is a chunk header (chunk-header.ts) and its data
-//   <seq>.dead   records deleted or quarantined since they were written, 16 bytes each: the record's
-//                offset (8 bytes, big-endian) and the first 8 bytes of its chunk id, so an entry that a
-//                crash tore or left zero-filled matches no record and deletes nothing
+//   <seq>.deleted  records deleted or quarantined since they were written, 16 bytes each: the
+//                record's offset (8 bytes, big-endian) and the first 8 bytes of its chunk id, so an
+//                entry that a crash tore or left zero-filled matches no record and deletes nothing
+//   <seq>.dead   the same list as written by the first version of packs: offsets alone, 8 bytes
+//                each. Still read, never written; deleted with its pack
 // <seq> is 16 hex digits; the newest pack takes the appends, older ones only lose records.
 //
 // A record is acknowledged only once the batch holding it is fdatasynced, so a crash can only cut
 // the batch being written: a torn tail, cut off (and kept in quarantine/) when the packs are opened.
-// A pack whose every record is dead is deleted whole. The .dead files are not fsynced, like the
+// A pack whose every record is dead is deleted whole. The dead lists are not fsynced, like the
 // deletion of a chunk file: a deletion lost to a power failure brings the chunk back, the keeper
 // reports it, and the master deletes it again.
 
@@ -31,10 +33,12 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 /** Window of the scan at open. */
 const SCAN_WINDOW = 1024 * 1024;
 const MAGIC = Buffer.from('DFSC', 'latin1');
-const PACK_RE = /^([0-9a-f]{16})\.(pack|dead)$/;
+const PACK_RE = /^([0-9a-f]{16})\.(pack|deleted|dead)$/;
 const MAX_SEQ = 2 ** 48;
-/** Bytes of one .dead entry: the record's offset and the first 8 bytes of its chunk id. */
+/** Bytes of one .deleted entry: the record's offset and the first 8 bytes of its chunk id. */
 const DEAD_ENTRY = 16;
+/** Bytes of one entry of a first-version .dead list: the record's offset. */
+const LEGACY_DEAD_ENTRY = 8;
 
 /** One pack file. */
 export interface Pack {
@@ -66,7 +70,7 @@ export interface PackedRecord {
 export interface PackScanReport {
   /** Byte ranges that held no valid record, moved to quarantine/ (a torn tail) or skipped (damage inside). */
   damaged: { name: string; reason: string }[];
-  /** Leftover .dead files of packs that are gone, deleted. */
+  /** Leftover dead lists of packs that are gone, deleted. */
   removedDeadLists: number;
 }
 
@@ -100,16 +104,17 @@ export class ChunkPacks {
     const report: PackScanReport = { damaged: [], removedDeadLists: 0 };
     const names = await readdir(this.dir);
     const packs = new Set<string>();
-    const deads = new Set<string>();
+    const deadLists: string[] = [];
     for (const name of names) {
       const m = PACK_RE.exec(name);
       // Sequence numbers stay far below 2^53; a bigger one is no pack of ours and is left alone.
       if (m === null || parseInt(m[1]!, 16) > MAX_SEQ) continue;
-      (m[2] === 'pack' ? packs : deads).add(m[1]!);
+      if (m[2] === 'pack') packs.add(m[1]!);
+      else deadLists.push(name);
     }
-    for (const hex of deads) {
-      if (packs.has(hex)) continue;
-      await rm(join(this.dir, `${hex}.dead`), { force: true });
+    for (const name of deadLists) {
+      if (packs.has(name.slice(0, 16))) continue;
+      await rm(join(this.dir, name), { force: true });
       report.removedDeadLists++;
     }
     const unkept: { record: PackedRecord; id: string; size: number }[] = [];
@@ -137,24 +142,26 @@ export class ChunkPacks {
   }
 
   private deadPath(pack: Pack): string {
+    return pack.path.slice(0, -'.pack'.length) + '.deleted';
+  }
+
+  private legacyDeadPath(pack: Pack): string {
     return pack.path.slice(0, -'.pack'.length) + '.dead';
   }
 
-  /** Offsets of dead records, each with the first 16 hex digits of the chunk id its entry names. */
-  private async readDeadList(pack: Pack): Promise<Map<number, string>> {
-    const dead = new Map<number, string>();
-    let bytes: Buffer;
-    try {
-      const fh = await open(this.deadPath(pack), 'r');
-      try {
-        bytes = await fh.readFile();
-      } finally {
-        await fh.close();
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return dead;
-      throw err;
+  /**
+   * Offsets of dead records, each with the first 16 hex digits of the chunk id its entry names, or
+   * null for an entry of a first-version list, which names none and applies to whatever is there.
+   */
+  private async readDeadList(pack: Pack): Promise<Map<number, string | null>> {
+    const dead = new Map<number, string | null>();
+    const legacy = await readIfExists(this.legacyDeadPath(pack));
+    // A torn last entry is ignored: the list is never appended to again.
+    for (let at = 0; legacy !== null && at + LEGACY_DEAD_ENTRY <= legacy.length; at += LEGACY_DEAD_ENTRY) {
+      dead.set(Number(legacy.readBigUInt64BE(at)), null);
     }
+    const bytes = await readIfExists(this.deadPath(pack));
+    if (bytes === null) return dead;
     for (let at = 0; at + DEAD_ENTRY <= bytes.length; at += DEAD_ENTRY) {
       dead.set(Number(bytes.readBigUInt64BE(at)), bytes.toString('hex', at + 8, at + DEAD_ENTRY));
     }
@@ -164,7 +171,7 @@ export class ChunkPacks {
     return dead;
   }
 
-  private async scanPack(pack: Pack, dead: Map<number, string>, report: PackScanReport, onRecord: (h: ChunkHeader, r: PackedRecord) => void): Promise<void> {
+  private async scanPack(pack: Pack, dead: Map<number, string | null>, report: PackScanReport, onRecord: (h: ChunkHeader, r: PackedRecord) => void): Promise<void> {
     const fh = await open(pack.path, 'r');
     const name = `packs/${pack.path.slice(pack.path.lastIndexOf('/') + 1)}`;
     try {
@@ -175,7 +182,8 @@ export class ChunkPacks {
         const header = await window.header(pos);
         const end = 'invalid' in header ? -1 : pos + CHUNK_HEADER_SIZE + header.size;
         if (!('invalid' in header) && end <= fileSize) {
-          if (dead.get(pos) !== header.id.slice(0, 16)) onRecord(header, { pack, offset: pos });
+          const entry = dead.get(pos);
+          if (entry === undefined || (entry !== null && entry !== header.id.slice(0, 16))) onRecord(header, { pack, offset: pos });
           pos = end;
           continue;
         }
@@ -355,9 +363,10 @@ export class ChunkPacks {
     pack.gone = true;
     this.packs.delete(pack.seq);
     if (this.active === pack) this.active = null;
-    // The pack first: a .dead file left alone by a crash is removed at the next open.
+    // The pack first: a dead list left alone by a crash is removed at the next open.
     await rm(pack.path, { force: true });
     await rm(this.deadPath(pack), { force: true });
+    await rm(this.legacyDeadPath(pack), { force: true });
     this.closeHandle(pack);
   }
 
@@ -463,5 +472,21 @@ class Window {
       pos += i + 1;
     }
     return null;
+  }
+}
+
+/** A whole file, or null if it does not exist. */
+async function readIfExists(path: string): Promise<Buffer | null> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    return await fh.readFile();
+  } finally {
+    await fh.close();
   }
 }

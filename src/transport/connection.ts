@@ -21,6 +21,14 @@ import { WireStream, type StreamHost } from './stream.js';
 
 export type Role = 'client' | 'server';
 
+/** Smallest CREDIT increment that can go uncounted by the control-frame rate (spec §10.2). */
+const MIN_FREE_CREDIT = 1024;
+
+/** Whether a CREDIT only gives back spent credit: large enough, and no window above its largest so far. */
+function givesBackSpentCredit(increment: number, windowAfter: number, largestWindow: number): boolean {
+  return increment >= MIN_FREE_CREDIT && increment * 16 >= largestWindow && windowAfter <= largestWindow;
+}
+
 /**
  * Settings dfs announces where they differ from the spec's defaults (HELLO carries them, so any peer
  * obeys them). A 4 MiB stream window: with the default 1 MiB one stream on loopback runs dry between
@@ -546,16 +554,17 @@ export class Connection extends EventEmitter implements StreamHost {
 
   /**
    * CREDIT counts towards the control-frame rate (spec §10.2) unless it only gives back credit for
-   * DATA this side sent: an increment of at least 1/16 of the window the peer announced, which leaves
-   * the window no larger than it has been. Such CREDITs add up to no more than the bytes sent, so
-   * there are at most 16 of them per window's worth of DATA, however fast a legitimate transfer runs;
-   * a flood of small increments, or of increments that keep raising the window, is still counted.
+   * DATA this side sent: an increment of at least 1 KiB and 1/16 of the largest the window has been,
+   * which leaves the window no larger than that. Such CREDITs add up to no more than the bytes sent,
+   * so there are at most 16 of them per window's worth of DATA, however fast a legitimate transfer
+   * runs. Measured against the largest window, not the announced one: a peer that announced a tiny
+   * window and raised it once would otherwise have every later byte-sized increment go uncounted.
    */
   private onCredit(frame: RawFrame): void {
     const increment = parseCredit(frame.payload, frame.streamId);
     if (frame.streamId === 0) {
       const after = this.sendWindow + increment;
-      if (increment * 16 < this.peerSettings.connectionWindow || after > this.sendWindowHigh) this.countControlFrame();
+      if (!givesBackSpentCredit(increment, after, this.sendWindowHigh)) this.countControlFrame();
       if (after > MAX_WINDOW) {
         throw new WireError('FLOW_CONTROL_ERROR', `CREDIT of ${increment} overflows the connection window of ${this.sendWindow}`);
       }
@@ -565,7 +574,7 @@ export class Connection extends EventEmitter implements StreamHost {
       return;
     }
     const stream = this.streams.get(frame.streamId);
-    if (!stream || increment * 16 < this.peerSettings.streamWindow || stream.sendWindow + increment > stream.sendWindowHigh) {
+    if (!stream || !givesBackSpentCredit(increment, stream.sendWindow + increment, stream.sendWindowHigh)) {
       // Late CREDIT for a closed stream counts too: there is no window left to check it against.
       this.countControlFrame();
     }

@@ -33,7 +33,7 @@ export async function storedReplicas(keeperDir: string): Promise<StoredReplica[]
     const file = join(packs, name);
     const bytes = await readFile(file).catch(() => null);
     if (bytes === null) continue;
-    const deadList = await readFile(file.replace(/\.pack$/, '.dead')).catch(() => Buffer.alloc(0));
+    const deadList = await readFile(file.replace(/\.pack$/, '.deleted')).catch(() => Buffer.alloc(0));
     // Entries of 16 bytes: the record's offset and the first 8 bytes of its chunk id.
     const dead = new Map<number, string>();
     for (let at = 0; at + 16 <= deadList.length; at += 16) dead.set(Number(deadList.readBigUInt64BE(at)), deadList.toString('hex', at + 8, at + 16));
