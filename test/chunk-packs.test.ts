@@ -378,3 +378,33 @@ test('a dead list of the first pack format (offsets alone) is still honoured, an
   await third.delete(chunks[0]!.id); // the last live record of a sealed pack: the pack and both lists go
   assert.deepEqual(await readdir(join(dir, 'packs')), []);
 });
+
+test('a new pack whose first batch fails after the file was made is removed: a reopen lists none of the refused chunks', async (t) => {
+  const dir = await tempDir(t);
+  let failNext = false;
+  // The write lands, then the disk reports an error (a failed fdatasync, say): nothing was acknowledged.
+  const flaky = new Proxy(pool, {
+    get(target, key) {
+      if (key !== 'writeAt') return Reflect.get(target, key, target);
+      return async (...args: Parameters<WorkerPool['writeAt']>) => {
+        await target.writeAt(...args);
+        if (failNext) {
+          failNext = false;
+          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        }
+      };
+    },
+  });
+  const store = await openStore(t, dir, { pool: flaky, packTarget: 1 });
+  const kept = { id: newId(), data: randomBytes(300) };
+  await put(store, kept.id, kept.data);
+  failNext = true;
+  const refused = { id: newId(), data: randomBytes(300) };
+  await assert.rejects(put(store, refused.id, refused.data), (e: DfsError) => e.code === 'IO_ERROR');
+  assert.deepEqual(await packFiles(dir), ['0000000000000001.pack'], 'the pack made for the refused batch is gone');
+  const later = { id: newId(), data: randomBytes(300) };
+  await put(store, later.id, later.data);
+  await store.close();
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.list().map((c) => c.id).sort(), [kept.id, later.id].sort());
+});

@@ -56,6 +56,8 @@ export interface Pack {
   gone: boolean;
   /** Read handle, opened on first read. */
   handle: Promise<FileHandle> | null;
+  /** Handles dropped after an error, closed once no read is in progress. */
+  stale: Promise<FileHandle>[];
   /** Reads in progress on the handle: it is closed only when none are. */
   readers: number;
 }
@@ -138,7 +140,7 @@ export class ChunkPacks {
 
   private newPack(seq: number): Pack {
     const path = join(this.dir, `${seq.toString(16).padStart(16, '0')}.pack`);
-    return { seq, path, size: 0, live: 0, liveBytes: 0, sealed: false, gone: false, handle: null, readers: 0 };
+    return { seq, path, size: 0, live: 0, liveBytes: 0, sealed: false, gone: false, handle: null, stale: [], readers: 0 };
   }
 
   private deadPath(pack: Pack): string {
@@ -277,11 +279,12 @@ export class ChunkPacks {
       pack!.sealed = true;
       for (const a of batch) a.reject(err);
       if (create) {
-        // The file may not even be ours (it existed already): forget the pack and leave the file to
-        // the next open, which keeps what is valid in it and cuts off the rest.
         pack!.gone = true;
         this.packs.delete(pack!.seq);
         if (this.active === pack) this.active = null;
+        // A file that was in the way is not ours: left alone. One this write made holds only the
+        // batch just refused, never acknowledged: removed, or the next open would list its records.
+        if (errnoOf(err) !== 'EEXIST') await rm(pack!.path, { force: true }).catch(() => undefined);
       } else if (pack!.live === 0) {
         await this.removePack(pack!).catch(() => undefined);
       }
@@ -303,9 +306,9 @@ export class ChunkPacks {
     const { pack } = record;
     if (pack.gone) throw new DfsError('NOT_FOUND', `pack ${pack.path} was deleted`);
     pack.readers++;
+    const handle = (pack.handle ??= open(pack.path, 'r'));
     try {
-      pack.handle ??= open(pack.path, 'r');
-      const fh = await pack.handle;
+      const fh = await handle;
       const buf = Buffer.allocUnsafe(size);
       let done = 0;
       while (done < size) {
@@ -316,15 +319,16 @@ export class ChunkPacks {
       if (done !== size) throw new DfsError('CHECKSUM_MISMATCH', `pack ${pack.path} ends after ${done} of ${size} data bytes`);
       return buf;
     } catch (err) {
-      // An errno error may mean a bad handle: the next read opens a fresh one. A short read does not.
-      if (!(err instanceof DfsError) && pack.handle !== null) {
-        const bad = pack.handle;
+      // An errno error may mean a bad handle: the next read opens a fresh one. A short read does
+      // not. Reads still using this one finish first; another reader may already have replaced it.
+      if (!(err instanceof DfsError) && pack.handle === handle) {
         pack.handle = null;
-        void bad.then((fh) => fh.close()).catch(() => undefined);
+        pack.stale.push(handle);
       }
       throw err;
     } finally {
       pack.readers--;
+      if (pack.readers === 0) for (const h of pack.stale.splice(0)) void h.then((fh) => fh.close()).catch(() => undefined);
       if (pack.gone) this.closeHandle(pack);
     }
   }
@@ -489,4 +493,12 @@ async function readIfExists(path: string): Promise<Buffer | null> {
   } finally {
     await fh.close();
   }
+}
+
+/** The errno name of a file system error, also when it came from a worker wrapped in a DfsError. */
+function errnoOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z0-9]+$/.test(e.code)) return e.code;
+  }
+  return undefined;
 }

@@ -736,7 +736,8 @@ export class ChunkStore {
     try {
       data = await this.readPacked(id, info);
     } catch (err) {
-      if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH') await this.quarantine(id).catch(() => false);
+      // Only the copy that was read: the chunk may have been deleted and written anew meanwhile.
+      if (err instanceof DfsError && err.code === 'CHECKSUM_MISMATCH' && this.packed.get(id) === record) await this.quarantine(id).catch(() => false);
       else if (!(err instanceof DfsError && err.code === 'NOT_FOUND')) throw this._diskError(fsError(err, `compact chunk ${id}`));
       return 0;
     }
