@@ -1,16 +1,15 @@
 // The node:http2 baseline (cleartext, prior knowledge). Its flow-control windows and frame size are
-// raised to the ones dfs uses (4 MiB per stream, 16 MiB per connection, 64 KiB frames) on both sides, so
+// raised to dfs's defaults (1 MiB per stream, 16 MiB per connection, 64 KiB frames) on both sides, so
 // the comparison is between protocols and implementations, not between window sizes.
 
 import http2 from 'node:http2';
 import { once } from 'node:events';
 import { connect as connectSocket, type AddressInfo, type Socket } from 'node:net';
 import { DEFAULT_SETTINGS } from '../src/wire/index.js';
-import { ANNOUNCED_SETTINGS } from '../src/transport/index.js';
 import { HOST, closedLoop, pump, shares, type BulkOptions, type Contender, type Ports, type RpcOptions, type RpcResult } from './wire-common.js';
 
 const SETTINGS: http2.Settings = {
-  initialWindowSize: ANNOUNCED_SETTINGS.streamWindow ?? DEFAULT_SETTINGS.streamWindow,
+  initialWindowSize: DEFAULT_SETTINGS.streamWindow,
   maxFrameSize: DEFAULT_SETTINGS.maxFrameSize,
   maxConcurrentStreams: DEFAULT_SETTINGS.maxConcurrentStreams,
 };
@@ -58,7 +57,7 @@ async function connect(port: number): Promise<http2.ClientHttp2Session> {
   });
   await once(session, 'connect');
   session.setLocalWindowSize(DEFAULT_SETTINGS.connectionWindow);
-  // The server's SETTINGS (its stream window) must be in force before the first upload.
+  // The server's SETTINGS (its 1 MiB stream window) must be in force before the first upload.
   if (!session.remoteSettings || session.remoteSettings.initialWindowSize !== SETTINGS.initialWindowSize) {
     await once(session, 'remoteSettings');
   }

@@ -17,8 +17,6 @@ import { cpus, loadavg } from 'node:os';
 import { CONTENDER_KEYS, loadContender, type ContenderKey } from './wire-contenders.js';
 import { median, percentile, withTimeout, type Contender, type Ports, runMain } from './wire-common.js';
 import type { ServerMessage } from './wire-server.js';
-import { DEFAULT_SETTINGS } from '../src/wire/index.js';
-import { ANNOUNCED_SETTINGS } from '../src/transport/index.js';
 
 const MB = 1e6;
 const RPC_BODY_BYTES = 64;
@@ -304,7 +302,7 @@ function report(results: Results, cfg: Config, loadAtStart: number): void {
   console.log(`MB = 1e6 bytes. Bulk: uploads in ${fmt(cfg.chunk / 1024)} KiB writes, timed until the server confirms the last byte.`);
   console.log(`Small requests: ${RPC_BODY_BYTES} B request and response bodies, ${cfg.inflight} in flight on one connection, ${rpcLimit} per run.`);
   console.log(`raw net: bare sockets (one per stream; 68-byte length-prefixed frames echoed for small requests), the ceiling.`);
-  console.log(`http2: node:http2 with windows raised to dfs's (${(ANNOUNCED_SETTINGS.streamWindow ?? DEFAULT_SETTINGS.streamWindow) / 1048576} MiB stream, ${DEFAULT_SETTINGS.connectionWindow / 1048576} MiB connection) and 64 KiB frames; ${cfg.streams} streams share one session.`);
+  console.log(`http2: node:http2 with windows raised to dfs's (1 MiB stream, 16 MiB connection) and 64 KiB frames; ${cfg.streams} streams share one session.`);
   console.log('');
   print(table);
   console.log('');

@@ -29,14 +29,6 @@ function givesBackSpentCredit(increment: number, windowAfter: number, largestWin
   return increment >= MIN_FREE_CREDIT && increment * 16 >= largestWindow && windowAfter <= largestWindow;
 }
 
-/**
- * Settings dfs announces where they differ from the spec's defaults (HELLO carries them, so any peer
- * obeys them). A 4 MiB stream window: with the default 1 MiB one stream on loopback runs dry between
- * CREDITs (bench/RESULTS.md); what one connection can make this side hold is still bounded by the
- * connection window, which every DATA byte is charged to first.
- */
-export const ANNOUNCED_SETTINGS: Readonly<Partial<Settings>> = Object.freeze({ streamWindow: 4 * 1024 * 1024 });
-
 /** Bytes queued on the socket before DATA waits for 'drain': several frames per system call. */
 const OUTPUT_BATCH = 256 * 1024;
 
@@ -125,7 +117,7 @@ export class Connection extends EventEmitter implements StreamHost {
     super();
     this.socket = socket;
     this.role = options.role;
-    this.localSettings = resolveSettings({ ...ANNOUNCED_SETTINGS, ...options.settings });
+    this.localSettings = resolveSettings(options.settings ?? {});
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.peerLabel = options.peerLabel ?? 'peer';
     this.nextLocalId = this.role === 'client' ? 1 : 2;
