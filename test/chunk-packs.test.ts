@@ -349,9 +349,11 @@ test('the same chunk quarantined twice in quick succession leaves two copies in 
   const store = await openStore(t, dir);
   const x = { id: newId(), data: randomBytes(100) };
   await put(store, x.id, x.data);
+  t.mock.method(Date, 'now', () => 1_800_000_000_000); // both in the same millisecond
   assert.equal(await store.quarantine(x.id), true);
   await put(store, x.id, x.data);
   assert.equal(await store.quarantine(x.id), true);
+  t.mock.restoreAll();
   assert.equal((await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(x.id)).length, 2);
 });
 

@@ -83,6 +83,7 @@ test('the operator\'s commands refuse bad arguments with one line and exit 2, be
     [['master', '--listen', '127.0.0.1:0', '--data', '/tmp/x', '--replication', '0'], /--replication 0 is outside 1\.\.16/],
     [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:7471', '--data', '/tmp/x'], /serves on every interface.*give --advertise HOST:PORT/],
     [['keeper', '--master', '127.0.0.1:1', '--listen', '[::]:7471', '--data', '/tmp/x'], /no other machine can reach ::/],
+    [['keeper', '--master', '127.0.0.1:1', '--listen', '[0:0:0:0:0:0:0:0]:7471', '--data', '/tmp/x'], /serves on every interface/],
     [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:7471', '--advertise', '0.0.0.0:7471', '--data', '/tmp/x'], /--advertise 0\.0\.0\.0:7471 must name a reachable host/],
     [['keeper', '--master', '127.0.0.1:1', '--listen', '0.0.0.0:0', '--advertise', 'k1.example:0', '--data', '/tmp/x'], /a port other than 0/],
     [['keeper', 'maintenance', 'k1', '--for', '99999h'], /--for must be from 1s to 7d/],
@@ -224,4 +225,9 @@ test('dfs without a command prints its usage to stderr and exits 2; a command st
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   assert.equal(code, 130, stderr);
   assert.match(stderr, /cancelled \(CANCEL\)/);
+
+  const termed = spawn(process.execPath, ['--import', 'tsx', main, 'ls', '/', '--master', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((r) => silent.once('connection', () => r()));
+  termed.kill('SIGTERM');
+  assert.equal(await new Promise<number | null>((r) => termed.once('exit', (c) => r(c))), 143, 'SIGTERM: 128 + 15');
 });

@@ -214,6 +214,10 @@ test('wrong arguments are INVALID_ARGUMENT naming what was wrong', async () => {
   await rejectsWith(clientCommands.put!.run(['a', 'b', 'c'], io(NO_MASTER)), 'INVALID_ARGUMENT', /too many arguments/);
   await rejectsWith(clientCommands.put!.run(['--replication', '/tmp/file', '/x'], io(NO_MASTER)), 'INVALID_ARGUMENT',
     /missing arguments \(--replication took "\/tmp\/file" as its value\)/);
+  await rejectsWith(clientCommands.get!.run(['--master', '/docs/a'], io(NO_MASTER)), 'INVALID_ARGUMENT',
+    /missing arguments \(--master took "\/docs\/a" as its value\)/);
+  // A value that was meant as one is not blamed.
+  await rejectsWith(clientCommands.put!.run(['--replication', '2', 'local'], io(NO_MASTER)), 'INVALID_ARGUMENT', /^missing arguments; usage/);
   // Node turns invalid UTF-8 in an argument into U+FFFD: two different names would become one.
   await rejectsWith(clientCommands.cat!.run(['/a\uFFFD'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not valid UTF-8/);
   await rejectsWith(clientCommands.put!.run(['a', '/dir\uFFFD/'], io(NO_MASTER)), 'INVALID_ARGUMENT', /not valid UTF-8/);

@@ -23,9 +23,11 @@ const MASTER_HELP = '  --master HOST:PORT   the master (default: $DFS_MASTER)';
 export function parseClientArgs(command: string, argv: string[], options: Options, min: number, max: number): ParsedArgs {
   const parsed = parseCommandArgs(command, argv, { ...MASTER_OPTION, ...options }, max);
   if (!parsed.values.help && parsed.positionals.length < min) {
-    // An option given without its value takes the next argument as one: say so, it is the likely slip.
+    // An option given without its value takes the next argument as one: when that value looks like
+    // a path, say so, it is the likely slip.
+    const all: Options = { ...MASTER_OPTION, ...options };
     const taken = Object.entries(parsed.values)
-      .filter(([name, v]) => typeof v === 'string' && options[name]?.type === 'string')
+      .filter(([name, v]) => typeof v === 'string' && all[name]?.type === 'string' && /[/\\]/.test(v))
       .map(([name, v]) => `--${name} took ${JSON.stringify(v)} as its value`);
     throw new DfsError('INVALID_ARGUMENT',
       `missing arguments${taken.length > 0 ? ` (${taken.join(', ')})` : ''}; usage: ${clientCommands[command]?.usage.split('\n')[0] ?? command}`);

@@ -48,7 +48,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     if (err instanceof DfsError) {
       io.stderr.write(`dfs ${name}: ${err.message} (${err.code})\n`);
-      // Stopped by Ctrl-C or SIGTERM: the shell's convention, 128 + SIGINT.
+      // Stopped by Ctrl-C: the shell's convention, 128 + SIGINT (the caller makes it 143 for SIGTERM).
       if (err.code === 'CANCEL' && io.signal.aborted) return 130;
       return err.code === 'INVALID_ARGUMENT' ? 2 : 1;
     }
@@ -61,11 +61,16 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
+/** 128 + the signal's number. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+let stoppedBy: keyof typeof SIGNAL_EXIT | null = null;
+
 const controller = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     // A second signal means: stop now.
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
+    stoppedBy = sig;
     controller.abort();
   });
 }
@@ -74,7 +79,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal })
-  .then((code) => {
+  .then((result) => {
+    const code = result === SIGNAL_EXIT.SIGINT && stoppedBy !== null ? SIGNAL_EXIT[stoppedBy] : result;
     process.exitCode = code;
     // Long-running roles have closed their servers; short commands may hold pooled connections.
     setTimeout(() => process.exit(code), 100).unref();

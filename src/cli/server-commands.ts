@@ -2,6 +2,7 @@
 // SIGTERM and then shuts down gracefully.
 
 import { statfs } from 'node:fs/promises';
+import { isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { DfsError } from '../wire/errors.js';
 import { parseAddress, formatAddress } from '../transport/net.js';
@@ -103,8 +104,10 @@ function bytesOption(text: string, what: string, min: number): number {
   return value;
 }
 
-/** Hosts that mean "every interface" when listening and nothing when dialled. */
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
+/** Whether a host means "every interface" when listening (and nothing when dialled): 0.0.0.0, or :: however written. */
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || (isIPv6(host) && /^[0:]+$/.test(host));
+}
 
 export const keeper: Command = {
   summary: 'run a data keeper (or: keeper maintenance|drain|normal|forget ID)',
@@ -153,12 +156,12 @@ maintenance or drain it, see dfs keeper maintenance --help.
     const masterAddress = parseAddress(required('keeper', values, 'master'), '--master');
     const listen = parseAddress(required('keeper', values, 'listen'), '--listen');
     const advertised = values.advertise === undefined ? undefined : parseAddress(values.advertise as string, '--advertise');
-    if (advertised === undefined && WILDCARD_HOSTS.has(listen.host)) {
+    if (advertised === undefined && isWildcard(listen.host)) {
       // Told to the master as is, a wildcard would send every client and keeper to its own host.
       throw new DfsError('INVALID_ARGUMENT',
         `--listen ${values.listen as string} serves on every interface, and no other machine can reach ${listen.host}: give --advertise HOST:PORT too`);
     }
-    if (advertised !== undefined && (WILDCARD_HOSTS.has(advertised.host) || advertised.port === 0)) {
+    if (advertised !== undefined && (isWildcard(advertised.host) || advertised.port === 0)) {
       throw new DfsError('INVALID_ARGUMENT', `--advertise ${values.advertise as string} must name a reachable host and a port other than 0`);
     }
     const advertise = advertised === undefined ? undefined : formatAddress(advertised);
