@@ -14,6 +14,17 @@ function served(options: ConstructorParameters<typeof RawPeer>[0] = {}) {
   return peer;
 }
 
+/** A peer whose side of the connection answers every stream the raw side opens with `bytes` of DATA. */
+function sending(options: ConstructorParameters<typeof RawPeer>[0], bytes: number, fill = 0) {
+  const peer = new RawPeer(options);
+  peer.conn.on('stream', (s: WireStream) => {
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.end(Buffer.alloc(bytes, fill));
+  });
+  return peer;
+}
+
 test('a frame larger than MAX_FRAME_SIZE is refused with FRAME_SIZE_ERROR before its payload arrives', async () => {
   const peer = served({ settings: { maxFrameSize: 16 * 1024 } });
   // Only the header is sent: the check must not wait for (or allocate) the payload.
@@ -150,12 +161,7 @@ test('a receiver granting CREDIT every eighth of a window is never RATE_LIMITED,
   const streamWindow = 8192;
   const connectionWindow = 65536;
   // 1,024 stream and 128 connection CREDITs, far more than 20 a second unless the transfer took a minute.
-  const peer = new RawPeer({ limits: { controlFramesPerSecond: 20 }, peerSettings: { streamWindow, connectionWindow } });
-  peer.conn.on('stream', (s: WireStream) => {
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.end(Buffer.alloc(total, 7));
-  });
+  const peer = sending({ limits: { controlFramesPerSecond: 20 }, peerSettings: { streamWindow, connectionWindow } }, total, 7);
   let received = 0;
   let credits = 0;
   let streamUncredited = 0;
@@ -181,12 +187,7 @@ test('a receiver granting CREDIT every eighth of a window is never RATE_LIMITED,
 });
 
 test('a flood of small stream CREDITs is RATE_LIMITED even while the stream has DATA to send', async () => {
-  const peer = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 65536 } });
-  peer.conn.on('stream', (s: WireStream) => {
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.end(Buffer.alloc(1024 * 1024));
-  });
+  const peer = sending({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 65536 } }, 1024 * 1024);
   peer.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
   await peer.waitFor((f) => f.type === FrameType.DATA && f.streamId === 1);
   // The whole window was sent and these return 15,000 bytes of it, but each is below 1/16 of the window.
@@ -204,12 +205,7 @@ test('a flood of large CREDITs that keep raising the window is RATE_LIMITED', as
 test('a peer cannot make tiny CREDITs look large: a tiny announced window, or one raised once, still counts them', async () => {
   // The connection window: announced as 16 bytes, raised once to 1 GiB; then 1-byte CREDITs, each
   // within what this side has sent, 1/16 of the announced window and below the largest so far.
-  const raised = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { connectionWindow: 16 } });
-  raised.conn.on('stream', (s: WireStream) => {
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.end(Buffer.alloc(1024 * 1024));
-  });
+  const raised = sending({ limits: { controlFramesPerSecond: 100 }, peerSettings: { connectionWindow: 16 } }, 1024 * 1024);
   raised.write(encodeCredit(0, 1024 * 1024 * 1024));
   raised.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
   await raised.waitFor((f) => f.type === FrameType.DATA && (f.flags & Flag.END_STREAM) !== 0);
@@ -217,12 +213,7 @@ test('a peer cannot make tiny CREDITs look large: a tiny announced window, or on
   assert.equal((await raised.goAway()).code, 'RATE_LIMITED');
 
   // A stream window announced as 16 bytes: every 1-byte CREDIT is 1/16 of it and gives back bytes sent.
-  const tiny = new RawPeer({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 16 } });
-  tiny.conn.on('stream', (s: WireStream) => {
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.end(Buffer.alloc(1024 * 1024));
-  });
+  const tiny = sending({ limits: { controlFramesPerSecond: 100 }, peerSettings: { streamWindow: 16 } }, 1024 * 1024);
   tiny.write(encodeOpen(1, 0x10, 1, Buffer.alloc(0), true));
   let sent = 0;
   tiny.onFrame = (f) => {
