@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Flag, FrameType, encodeCredit, encodeData, encodeFrame, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodePreface, encodeReset, parseGoAway, parseReset } from '../src/wire/index.js';
+import { Flag, FrameType, encodeCredit, encodeData, encodeFrame, encodeReply, encodeFrameHeader, encodeHello, encodeOpen, encodePing, encodePreface, encodeReset, parseGoAway, parseReset } from '../src/wire/index.js';
 import { Connection, RpcServer, duplexPair, registerEcho, type WireStream } from '../src/transport/index.js';
 import { DfsError } from '../src/wire/index.js';
 import { RawPeer } from './helpers/raw-peer.js';
@@ -220,6 +220,15 @@ test('a peer cannot make tiny CREDITs look large: a tiny announced window, or on
     if (f.type === FrameType.DATA && f.streamId === 1 && sent < 200) for (let i = 0; i < f.payload.length; i++, sent++) tiny.write(encodeCredit(1, 1));
   };
   assert.equal((await tiny.goAway()).code, 'RATE_LIMITED');
+});
+
+test('stream errors the peer provokes count as rapid resets: a flood of them is RATE_LIMITED', async () => {
+  const peer = new RawPeer({ limits: { rapidResetsPerSecond: 100 } });
+  peer.conn.on('stream', (s: WireStream) => s.on('error', () => {}));
+  // Each stream is opened, then sent a REPLY it may not receive (PROTOCOL_ERROR): as cheap for the
+  // peer as opening and resetting it, and as costly here (MadeYouReset).
+  for (let i = 0; i < 150; i++) peer.write(Buffer.concat([encodeOpen(2 * i + 1, 0x10, 1, Buffer.alloc(0), false), encodeReply(2 * i + 1, Buffer.alloc(0), false)]));
+  assert.equal((await peer.goAway()).code, 'RATE_LIMITED');
 });
 
 test('a second HELLO is a PROTOCOL_ERROR: settings cannot be flooded', async () => {

@@ -611,6 +611,10 @@ export class Connection extends EventEmitter implements StreamHost {
 
   /** A stream-level violation by the peer: reset the stream, keep the connection. */
   private resetFromPeerError(stream: WireStream, code: ErrorCode, message: string): void {
+    // A stream the peer makes this side reset costs as much as one it resets itself (spec §10.2).
+    if (!this.rates.rapidReset.hit()) {
+      throw new WireError('RATE_LIMITED', `more than ${this.limits.rapidResetsPerSecond} streams reset per second, by the peer or for its stream errors`);
+    }
     this.forget(stream);
     this.control.push(this.resetFrame(stream.id, code, stream.sentBytes, message));
     this.scheduleFlush();
