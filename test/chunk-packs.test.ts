@@ -410,3 +410,20 @@ test('a new pack whose first batch fails after the file was made is removed: a r
   const again = await openStore(t, dir);
   assert.deepEqual(again.list().map((c) => c.id).sort(), [kept.id, later.id].sort());
 });
+
+test('closing the store during a compaction waits for it, and every live chunk is there once after a reopen', async (t) => {
+  const dir = await tempDir(t);
+  const store = await ChunkStore.open(dir, { pool, packTarget: 1 });
+  const chunks = Array.from({ length: 40 }, () => ({ id: newId(), data: randomBytes(1500) }));
+  await Promise.all(chunks.map((c) => put(store, c.id, c.data)));
+  await put(store, newId(), randomBytes(10)); // seals the first pack
+  for (const c of chunks.slice(0, 25)) await store.delete(c.id);
+  const compaction = store.compactPacks();
+  await store.close();
+  await compaction;
+  const again = await openStore(t, dir);
+  const live = chunks.slice(25);
+  for (const c of live) assert.deepEqual((await again.read(c.id)).data, c.data);
+  const onDisk = (await storedReplicas(dir)).filter((r) => live.some((c) => c.id === r.id));
+  assert.equal(onDisk.length, live.length, 'each live chunk once on disk');
+});

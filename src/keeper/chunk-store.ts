@@ -128,6 +128,8 @@ export class ChunkStore {
   private reservedBytes = 0;
   /** Bytes a pack compaction in progress may still append: the disk must hold them beside new writes. */
   private compactingBytes = 0;
+  /** The pack compaction in progress, if any. */
+  private compacting: Promise<number> | null = null;
   private closed = false;
 
   private constructor(dir: string, opts: ChunkStoreOptions, lock: DirLock, report: OpenReport) {
@@ -701,6 +703,17 @@ export class ChunkStore {
    */
   async compactPacks(): Promise<number> {
     this.assertOpen();
+    // One at a time, and close() waits for it.
+    if (this.compacting !== null) return 0;
+    this.compacting = this.compactOnce();
+    try {
+      return await this.compacting;
+    } finally {
+      this.compacting = null;
+    }
+  }
+
+  private async compactOnce(): Promise<number> {
     await this.packs.retireActive();
     const pack = this.packs.compactionCandidate();
     if (pack === null) return 0;
@@ -714,7 +727,10 @@ export class ChunkStore {
     this.compactingBytes += reserved;
     try {
       const moving = [...this.packed].filter(([, r]) => r.pack === pack).map(([id]) => id);
-      for (const id of moving) copied += await this.moveRecord(id, pack);
+      for (const id of moving) {
+        if (this.closed) break; // the rest stays where it is, as valid as before
+        copied += await this.moveRecord(id, pack);
+      }
     } finally {
       this.compactingBytes -= reserved;
     }
@@ -762,6 +778,7 @@ export class ChunkStore {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(Array.from(this.pending.values(), (w) => w.abort()));
+    await this.compacting?.catch(() => 0);
     await this.packs.close();
     await this.lock.release();
   }
