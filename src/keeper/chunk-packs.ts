@@ -17,7 +17,7 @@
 // deletion of a chunk file: a deletion lost to a power failure brings the chunk back, the keeper
 // reports it, and the master deletes it again.
 
-import { appendFile, open, readdir, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, open, readFile, readdir, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { DfsError } from '../wire/errors.js';
@@ -480,25 +480,12 @@ class Window {
 }
 
 /** A whole file, or null if it does not exist. */
-async function readIfExists(path: string): Promise<Buffer | null> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  try {
-    return await fh.readFile();
-  } finally {
-    await fh.close();
-  }
+function readIfExists(path: string): Promise<Buffer | null> {
+  return readFile(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
 }
 
-/** The errno name of a file system error, also when it came from a worker wrapped in a DfsError. */
+/** The errno name of a file system error; a worker's comes wrapped in a DfsError (workers/errors.ts). */
 function errnoOf(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 4; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string' && /^E[A-Z0-9]+$/.test(e.code)) return e.code;
-  }
-  return undefined;
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  return e?.cause?.code ?? e?.code;
 }
