@@ -18,6 +18,7 @@ import {
 } from '../wire/frames.js';
 import { DEFAULT_LIMITS, RateCounter, type Limits } from './limits.js';
 import { WireStream, type StreamHost } from './stream.js';
+import { DEFAULT_WINDOW_GROWTH, type WindowGrowth } from './window-growth.js';
 
 export type Role = 'client' | 'server';
 
@@ -50,6 +51,8 @@ export interface ConnectionOptions {
   agent?: string;
   /** A label for error messages, such as the peer's address. */
   peerLabel?: string;
+  /** How far receive windows may grow beyond the announced settings (spec §7.5); false keeps them fixed. */
+  windowGrowth?: WindowGrowth | false;
 }
 
 interface PendingPing {
@@ -88,6 +91,11 @@ export class Connection extends EventEmitter implements StreamHost {
   private sendWindowHigh = DEFAULT_SETTINGS.connectionWindow;
   private recvWindow: number;
   private consumedSinceGrant = 0;
+  private readonly windowGrowth: WindowGrowth | null;
+  /** Connection window granted beyond the setting for live streams' growth, taken from the budget. */
+  private liveGrowth = 0;
+  /** Growth of ended streams still granted to the peer: withheld from later grants, then handed back to the budget. */
+  private growthToWithhold = 0;
 
   private readonly control: Buffer[] = [];
   private readonly sendable: WireStream[] = [];
@@ -122,6 +130,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.peerLabel = options.peerLabel ?? 'peer';
     this.nextLocalId = this.role === 'client' ? 1 : 2;
     this.recvWindow = this.localSettings.connectionWindow;
+    this.windowGrowth = options.windowGrowth === false ? null : options.windowGrowth ?? DEFAULT_WINDOW_GROWTH;
     this.decoder = new FrameDecoder({ maxFrameSize: this.localSettings.maxFrameSize, expectPreface: true, splitData: true });
     this.rates = {
       ping: new RateCounter(this.limits.pingsPerSecond),
@@ -168,6 +177,11 @@ export class Connection extends EventEmitter implements StreamHost {
       if (this.localSettings[key] !== DEFAULT_SETTINGS[key]) out[key] = this.localSettings[key];
     }
     return out;
+  }
+
+  /** Receive window this connection holds beyond its settings, taken from the window budget (spec §7.5). */
+  get windowGrowthHeld(): number {
+    return this.liveGrowth + this.growthToWithhold;
   }
 
   get isClosed(): boolean {
@@ -244,8 +258,15 @@ export class Connection extends EventEmitter implements StreamHost {
 
   consumed(bytes: number): void {
     if (this.closed) return;
+    if (this.growthToWithhold > 0) {
+      // Bytes sent on credit that an ended stream's growth added are not granted again.
+      const withheld = Math.min(this.growthToWithhold, bytes);
+      this.growthToWithhold -= withheld;
+      this.windowGrowth!.budget.release(withheld);
+      bytes -= withheld;
+    }
     this.consumedSinceGrant += bytes;
-    if (this.consumedSinceGrant >= this.localSettings.connectionWindow / 2) {
+    if (this.consumedSinceGrant >= (this.localSettings.connectionWindow + this.liveGrowth) / 2) {
       const increment = Math.min(this.consumedSinceGrant, MAX_WINDOW);
       this.consumedSinceGrant -= increment;
       this.recvWindow += increment;
@@ -258,6 +279,33 @@ export class Connection extends EventEmitter implements StreamHost {
     if (this.closed || stream.id === 0 || !this.streams.has(stream.id)) return;
     this.control.push(encodeCredit(stream.id, increment));
     this.scheduleFlush();
+  }
+
+  /**
+   * Grows a stream's window by as much again, up to the ceiling, and the connection window by the
+   * same amount, so that a grown stream whose reader later stalls cannot hold the window the other
+   * streams need. Growth an ended stream left with the peer is reused first: the peer already holds
+   * that connection credit. The rest must come from the budget, all of it or none.
+   */
+  growWindow(stream: WireStream, current: number): number {
+    const growth = this.windowGrowth;
+    if (growth === null || this.closed || !this.streams.has(stream.id)) return 0;
+    const extra = Math.min(current, growth.maxStreamWindow - current);
+    if (extra <= 0 || current + extra > MAX_WINDOW) return 0;
+    const reused = Math.min(extra, this.growthToWithhold);
+    const fresh = extra - reused;
+    // At most 7 settings' worth: the window then never exceeds 8 times the setting, so grants of half
+    // the setting stay at least 1/16 of the largest window, and the peer never counts them (spec §10.2).
+    const held = this.liveGrowth + this.growthToWithhold + fresh;
+    if (fresh > 0 && (held > 7 * this.localSettings.connectionWindow || this.recvWindow + fresh > MAX_WINDOW || !growth.budget.tryTake(fresh))) return 0;
+    this.growthToWithhold -= reused;
+    this.liveGrowth += extra;
+    if (fresh > 0) {
+      this.recvWindow += fresh;
+      this.control.push(encodeCredit(0, fresh));
+      this.scheduleFlush();
+    }
+    return extra;
   }
 
   resetStream(stream: WireStream, code: ErrorCode, reason: string): void {
@@ -281,6 +329,11 @@ export class Connection extends EventEmitter implements StreamHost {
   private forget(stream: WireStream): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
+    if (stream.grownBytes > 0) {
+      this.liveGrowth -= stream.grownBytes;
+      this.growthToWithhold += stream.grownBytes;
+      stream.grownBytes = 0;
+    }
     if (stream.local) this.localOpenCount--;
     else this.peerOpenCount--;
     this.openWaiting();
@@ -751,6 +804,8 @@ export class Connection extends EventEmitter implements StreamHost {
     }
     this.closed = true;
     this.closeError = err;
+    this.windowGrowth?.budget.release(this.liveGrowth + this.growthToWithhold);
+    this.liveGrowth = this.growthToWithhold = 0;
     if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.helloTimer) clearTimeout(this.helloTimer);
     const streamErr = err ?? new DfsError('CONNECTION_CLOSED', `connection to ${this.peerLabel} closed`);

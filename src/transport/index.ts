@@ -6,3 +6,4 @@ export * from './rpc.js';
 export * from './net.js';
 export * from './memory.js';
 export * from './echo.js';
+export * from './window-growth.js';

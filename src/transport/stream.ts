@@ -12,6 +12,8 @@ export interface StreamHost {
   consumed(bytes: number): void;
   /** Sends CREDIT for this stream. */
   sendStreamCredit(stream: WireStream, increment: number): void;
+  /** Extra receive window for a stream whose window is `current` bytes: 0, or what the connection could grow it by. */
+  growWindow(stream: WireStream, current: number): number;
   /** Sends REPLY on a stream the peer opened. */
   sendReply(stream: WireStream, header: Buffer, endStream: boolean): void;
   /** Sends RESET and forgets the stream. */
@@ -59,7 +61,14 @@ export class WireStream extends Duplex {
   // Receiving: bounded by the credit this side granted.
   recvWindow: number;
   receivedBytes = 0;
-  private readonly grantAt: number;
+  /** The receive window: the announced STREAM_WINDOW, grown while the reader keeps up (spec §7.5). */
+  private windowSize: number;
+  private grantAt: number;
+  /** Bytes of windowSize beyond the announced setting; the connection takes them back when the stream ends. */
+  grownBytes = 0;
+  private receivedAtGrowth = 0;
+  /** The most bytes that waited unread since the last grant: how far the reader fell behind. */
+  private unreadPeak = 0;
   private pushedBytes = 0;
   /** Consumed bytes returned to the peer as stream credit. */
   private creditedBytes = 0;
@@ -91,7 +100,7 @@ export class WireStream extends Duplex {
     this.opVersion = init.opVersion;
     this.header = init.header;
     this.sendWindow = this.sendWindowHigh = init.sendWindow;
-    this.recvWindow = init.recvWindow;
+    this.recvWindow = this.windowSize = init.recvWindow;
     this.grantAt = Math.max(1, Math.floor(init.recvWindow / 2));
   }
 
@@ -232,6 +241,8 @@ export class WireStream extends Duplex {
     if (data.length > 0) {
       this.pushedBytes += data.length;
       this.push(data);
+      // A reader that keeps up took the data during push(), or takes it before much more arrives.
+      if (this.readableLength > this.unreadPeak) this.unreadPeak = this.readableLength;
     }
     if (end) this.onRemoteEnd();
     else this.returnCredit();
@@ -270,10 +281,31 @@ export class WireStream extends Duplex {
     if (this.remoteEnded || this.closeError || fresh >= this.grantAt) {
       this.creditedBytes = consumed;
       if (!this.remoteEnded && !this.closeError && !this.destroyed) {
-        this.recvWindow += fresh;
-        this.host.sendStreamCredit(this, fresh);
+        const increment = fresh + this.grow();
+        this.unreadPeak = this.readableLength;
+        this.recvWindow += increment;
+        this.host.sendStreamCredit(this, increment);
       }
     }
+  }
+
+  /**
+   * Doubles the window, as far as the connection allows, when the reader keeps up (never more than a
+   * quarter of the window waited unread since the last grant) with a transfer of at least a whole
+   * window since the last growth: the sender is then held back by credit round trips, not by the
+   * reader. A reader that falls behind never grows its window, so what it can make this side buffer
+   * stays at the announced setting.
+   */
+  private grow(): number {
+    if (this.unreadPeak > this.windowSize / 4 || this.receivedBytes - this.receivedAtGrowth < this.windowSize) return 0;
+    const extra = this.host.growWindow(this, this.windowSize);
+    if (extra > 0) {
+      this.windowSize += extra;
+      this.grownBytes += extra;
+      this.grantAt = Math.floor(this.windowSize / 2);
+      this.receivedAtGrowth = this.receivedBytes;
+    }
+    return extra;
   }
 
   // ---- REPLY ----
