@@ -3,7 +3,7 @@
 // process is the client. Prints a table, then one JSON object as the last line of stdout.
 //
 //   npm run bench:wire -- [--bulk-bytes 1GiB] [--streams 16] [--rpc-seconds 3 | --rpc-count N]
-//                         [--inflight 64] [--rounds 3] [--only bulk|rpc] [--contenders dfs,net,http2]
+//                         [--inflight 64] [--rounds 5] [--only bulk|rpc] [--contenders dfs,net,http2]
 //                         [--chunk 256KiB] [--quick]
 //
 // `npm run bench:wire` runs the TypeScript through tsx; `node dist/bench/wire.js` after `npm run build`
@@ -42,7 +42,7 @@ const USAGE = `usage: npm run bench:wire -- [options]
   --rpc-seconds S   duration of each small-request run (default 3)
   --rpc-count N     stop each small-request run after N requests (no time limit unless --rpc-seconds)
   --inflight N      small requests in flight on the one connection (default 64)
-  --rounds N        measured rounds; the median is reported (default 3)
+  --rounds N        measured rounds; the median is reported (default 5)
   --chunk N         write() size for bulk uploads (default 256KiB)
   --only bulk|rpc   run one family of scenarios
   --contenders L    comma-separated subset of ${CONTENDER_KEYS.join(',')} (default all)
@@ -101,11 +101,11 @@ function parseConfig(argv: string[]): Config {
     rpcSeconds,
     rpcCount,
     inflight: values.inflight ? parsePositive(values.inflight, '--inflight') : 64,
-    rounds: values.rounds ? parsePositive(values.rounds, '--rounds') : quick ? 1 : 3,
+    rounds: values.rounds ? parsePositive(values.rounds, '--rounds') : quick ? 1 : 5,
     chunk: values.chunk ? parseSize(values.chunk, '--chunk') : 256 * 1024,
     only: (values.only as Config['only']) ?? null,
     contenders,
-    // Throughput keeps climbing for the first few hundred MiB (JIT tiers, heap sizing), so warm up with a full transfer.
+    // A warm-up run is a full transfer; warmUp() repeats it until the rate settles.
     warmupBulkBytes: quick ? Math.min(bulkBytes, 8 * 1024 ** 2) : bulkBytes,
     warmupRpcSeconds: quick ? 0.2 : 1,
     quick,
@@ -213,6 +213,25 @@ async function measure(e: Entrant, scenario: ScenarioKey, cfg: Config, warm: boo
   return { rate, ...latency, clientCpuUs: (client.user + client.system) / units, serverCpuUs: (serverAfter - serverBefore) / units };
 }
 
+/**
+ * Throughput keeps climbing for the first GiBs of a new process: JIT tiers, and the receiver's
+ * memory settling (its page faults per GiB fall several-fold). Warm-up repeats a scenario until the
+ * rate climbs less than WARMUP_SETTLED from one run to the next, so the rounds compare steady states.
+ */
+const WARMUP_SETTLED = 1.1;
+const WARMUP_MIN_RUNS = 4;
+const WARMUP_MAX_RUNS = 8;
+
+async function warmUp(e: Entrant, scenario: ScenarioKey, cfg: Config, died: Promise<never>): Promise<number[]> {
+  const rates: number[] = [];
+  while (rates.length < WARMUP_MAX_RUNS) {
+    rates.push((await measure(e, scenario, cfg, true, died)).rate);
+    const n = rates.length;
+    if (n >= WARMUP_MIN_RUNS && rates[n - 1]! < rates[n - 2]! * WARMUP_SETTLED) break;
+  }
+  return rates;
+}
+
 // ---- Report ----
 
 type Results = Map<ContenderKey, Map<ScenarioKey, Sample[]>>;
@@ -299,6 +318,7 @@ function report(results: Results, cfg: Config, loadAtStart: number): void {
   console.log('');
   console.log(`dfs wire benchmark: loopback 127.0.0.1, node ${process.version}, ${cpus().length} cores, load average ${loadAtStart.toFixed(2)} at start; median of ${cfg.rounds} round(s)`);
   console.log(`Each figure is the median over rounds; each ratio is the median of the rounds' ratios (contenders run back to back, in rotated order).`);
+  console.log(`Warm-up: each contender repeats each scenario, unmeasured, until its rate climbs less than ${Math.round(WARMUP_SETTLED * 100 - 100)}% (${WARMUP_MIN_RUNS} to ${WARMUP_MAX_RUNS} runs).`);
   console.log(`MB = 1e6 bytes. Bulk: uploads in ${fmt(cfg.chunk / 1024)} KiB writes, timed until the server confirms the last byte.`);
   console.log(`Small requests: ${RPC_BODY_BYTES} B request and response bodies, ${cfg.inflight} in flight on one connection, ${rpcLimit} per run.`);
   console.log(`raw net: bare sockets (one per stream; 68-byte length-prefixed frames echoed for small requests), the ceiling.`);
@@ -310,7 +330,7 @@ function report(results: Results, cfg: Config, loadAtStart: number): void {
   console.log('');
 }
 
-function jsonLine(results: Results, cfg: Config): string {
+function jsonLine(results: Results, cfg: Config, warmup: Record<string, Record<string, number[]>>): string {
   const m = (k: ContenderKey, s: ScenarioKey, f: keyof Sample): number | null => {
     const v = med(results, k, s, f);
     return v === null ? null : Math.round(v * 10) / 10;
@@ -344,6 +364,8 @@ function jsonLine(results: Results, cfg: Config): string {
     streams: cfg.streams,
     inflight: cfg.inflight,
     rounds: cfg.rounds,
+    warmup: Object.fromEntries(Object.entries(warmup).map(([k, byScenario]) =>
+      [k, Object.fromEntries(Object.entries(byScenario).map(([sc, rates]) => [sc, rates.map((r) => Math.round(r))]))])),
   });
 }
 
@@ -385,8 +407,16 @@ async function main(): Promise<void> {
     const results: Results = new Map(entrants.map((e) => [e.key, new Map(scenarios.map((s) => [s, [] as Sample[]]))]));
     const label = (s: ScenarioKey): string => (s === 'bulk16' ? `bulk x${cfg.streams}` : s === 'bulk' ? 'bulk x1' : 'small requests');
 
-    console.error(`warm-up: ${fmt(cfg.warmupBulkBytes / 1024 ** 2)} MiB bulk and ${cfg.warmupRpcSeconds} s of small requests per contender`);
-    for (const e of entrants) for (const s of scenarios) await measure(e, s, cfg, true, died);
+    console.error(`warm-up: runs of ${fmt(cfg.warmupBulkBytes / 1024 ** 2)} MiB bulk or ${cfg.warmupRpcSeconds} s of small requests, per contender and scenario, until the rate climbs less than ${Math.round(WARMUP_SETTLED * 100 - 100)}%`);
+    const warmup: Record<string, Record<string, number[]>> = {};
+    for (const e of entrants) {
+      warmup[e.key] = {};
+      for (const s of scenarios) {
+        const rates = await warmUp(e, s, cfg, died);
+        warmup[e.key]![s] = rates;
+        console.error(`warm-up ${label(s).padEnd(14)} ${e.key.padEnd(5)} ${rates.map((r) => fmt(r)).join(', ')} ${s === 'rpc' ? 'req/s' : 'MB/s'}`);
+      }
+    }
 
     for (let round = 0; round < cfg.rounds; round++) {
       for (const s of scenarios) {
@@ -402,7 +432,7 @@ async function main(): Promise<void> {
     }
     finished = true;
     report(results, cfg, loadAtStart);
-    console.log(jsonLine(results, cfg));
+    console.log(jsonLine(results, cfg, warmup));
   } finally {
     finished = true;
     killChildren();

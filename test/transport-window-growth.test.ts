@@ -5,17 +5,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Connection, WindowBudget, duplexPair, type WindowGrowth, type WireStream } from '../src/transport/index.js';
+import { MAX_WINDOW } from '../src/wire/index.js';
 
 const BASE = 64 * 1024;
 const MAX = 1024 * 1024;
 
-function pair(growth: WindowGrowth | false, connectionWindow = 4 * BASE) {
+function pair(growth: WindowGrowth | false, connectionWindow = 4 * BASE, maxFrameSize = 64 * 1024) {
   const [a, b] = duplexPair();
   const client = new Connection(a, { role: 'client', windowGrowth: false });
   const server = new Connection(b, {
-    role: 'server', settings: { streamWindow: BASE, connectionWindow }, windowGrowth: growth,
+    role: 'server', settings: { streamWindow: BASE, connectionWindow, maxFrameSize }, windowGrowth: growth,
   });
   return { client, server, close: () => { client.destroy(); server.destroy(); } };
+}
+
+/** Polls until `done()` holds; fails after `ms` instead of waiting for ever. */
+async function waitFor(done: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** The client's send window on the connection: what the server has granted it, as the client sees it. */
@@ -122,6 +132,38 @@ test('a reader that stops with its window full grants credit as it reads again, 
   close();
 });
 
+test('a reader that fell behind must keep up for a whole window again before its window grows', async () => {
+  const budget = new WindowBudget(64 * MAX);
+  // DATA in 16 KiB frames, so credit is granted every half window.
+  const { client, server, close } = pair({ maxStreamWindow: MAX, budget }, 4 * BASE, 16 * 1024);
+  // Record how much the stream had received when it first grew.
+  const growWindow = server.growWindow.bind(server);
+  let receivedAtFirstGrowth = -1;
+  server.growWindow = (stream, current) => {
+    const extra = growWindow(stream, current);
+    if (extra > 0 && receivedAtFirstGrowth < 0) receivedAtFirstGrowth = stream.receivedBytes;
+    return extra;
+  };
+  let rx: WireStream | null = null;
+  server.once('stream', (s: WireStream) => {
+    rx = s;
+    s.on('error', () => {});
+    s.reply(Buffer.alloc(0));
+    s.pause();
+  });
+  const s = client.openStream(1, 1, Buffer.alloc(0));
+  s.on('error', () => {});
+  s.write(Buffer.alloc(4 * MAX));
+  // The reader is behind: a whole window waits unread.
+  await waitFor(() => rx !== null && (rx as WireStream).readableLength === BASE, 'the window to fill');
+  (rx as unknown as WireStream).on('data', () => {}).resume();
+  await waitFor(() => receivedAtFirstGrowth >= 0, 'the window to grow once the reader keeps up');
+  // The grant that found the reader behind came after BASE bytes; growth needs a whole window more.
+  // (Counting from the last growth instead, the next grant, half a window later, would grow it.)
+  assert.ok(receivedAtFirstGrowth >= 2 * BASE, `grew after ${receivedAtFirstGrowth} bytes, before a whole window of keeping up`);
+  close();
+});
+
 test('growth stops when the budget is spent, and the transfer still completes', async () => {
   const budget = new WindowBudget(3 * BASE); // one doubling (64 KiB) and one more (128 KiB), not a third
   const { client, server, close } = pair({ maxStreamWindow: MAX, budget });
@@ -172,6 +214,75 @@ test('a connection grows by at most seven times its window, so its later grants 
   assert.equal(stream.sendWindowHigh, 8 * BASE);
   assert.ok(connectionWindowHigh(client) <= 8 * BASE);
   close();
+});
+
+test('a grown stream whose reader stops leaves the other streams the credit they had before growth', async () => {
+  const budget = new WindowBudget(64 * MAX);
+  const { client, server, close } = pair({ maxStreamWindow: MAX, budget });
+  const accepted: WireStream[] = [];
+  let otherBytes = 0;
+  const otherDone = new Promise<void>((resolve) => {
+    server.on('stream', (s: WireStream) => {
+      accepted.push(s);
+      s.on('error', () => {});
+      s.reply(Buffer.alloc(0));
+      if (accepted.length === 1) {
+        s.on('data', () => {});
+      } else {
+        s.on('data', (c: Buffer) => { otherBytes += c.length; });
+        s.once('end', () => resolve());
+      }
+    });
+  });
+  // The first stream grows to the ceiling while its reader keeps up...
+  const grown = client.openStream(1, 1, Buffer.alloc(0));
+  grown.on('error', () => {});
+  grown.write(Buffer.alloc(4 * MAX));
+  await waitFor(() => server.windowGrowthHeld === MAX - BASE, 'the first stream to grow to the ceiling');
+  // ...then its reader stops, and the sender fills its whole grown window.
+  accepted[0]!.pause();
+  grown.write(Buffer.alloc(4 * MAX));
+  await waitFor(() => grown.sendWindow === 0 && accepted[0]!.readableLength > MAX / 2, 'the stalled stream to use up its grown window');
+  const other = client.openStream(1, 1, Buffer.alloc(0));
+  other.on('error', () => {});
+  other.end(Buffer.alloc(2 * MAX));
+  await waitFor(() => otherBytes === 2 * MAX, 'the other stream to finish', 10_000).finally(close);
+  await otherDone;
+  assert.equal(otherBytes, 2 * MAX, 'the other stream got all its bytes through while the grown one was stalled');
+});
+
+test('growth never takes the credit granted on a connection past the largest window', async () => {
+  const budget = new WindowBudget(64 * MAX);
+  const [a, b] = duplexPair();
+  const client = new Connection(a, { role: 'client', windowGrowth: false });
+  // A connection window one step short of the largest allowed: growing by even one step would let
+  // the peer's window pass 2^31-1 once everything was consumed and granted back.
+  const server = new Connection(b, {
+    role: 'server', settings: { streamWindow: BASE, connectionWindow: MAX_WINDOW - BASE + 1 }, windowGrowth: { maxStreamWindow: MAX, budget },
+  });
+  const body = randomBytes(4 * MAX);
+  const { stream, digest } = await upload(client, server, body);
+  assert.equal(digest, createHash('sha256').update(body).digest('hex'));
+  assert.equal(stream.sendWindowHigh, BASE, 'no growth: it would not fit under the largest window');
+  assert.equal(server.windowGrowthHeld, 0);
+  assert.equal(budget.free, budget.capacity);
+  client.destroy();
+  server.destroy();
+});
+
+test('connections sharing a budget each hand back exactly their own growth', async () => {
+  const budget = new WindowBudget(64 * MAX);
+  const first = pair({ maxStreamWindow: MAX, budget });
+  const second = pair({ maxStreamWindow: MAX, budget });
+  await upload(first.client, first.server, randomBytes(4 * MAX));
+  await upload(second.client, second.server, randomBytes(4 * MAX));
+  assert.equal(first.server.windowGrowthHeld, MAX - BASE);
+  assert.equal(second.server.windowGrowthHeld, MAX - BASE);
+  assert.equal(budget.free, budget.capacity - 2 * (MAX - BASE));
+  first.close();
+  assert.equal(budget.free, budget.capacity - (MAX - BASE), 'the first connection returned its growth, once');
+  second.close();
+  assert.equal(budget.free, budget.capacity);
 });
 
 test('WindowBudget rejects a capacity that is not a byte count', () => {

@@ -266,7 +266,9 @@ export class Connection extends EventEmitter implements StreamHost {
       bytes -= withheld;
     }
     this.consumedSinceGrant += bytes;
-    if (this.consumedSinceGrant >= (this.localSettings.connectionWindow + this.liveGrowth) / 2) {
+    // Half the setting, grown or not: a threshold that rose with the growth would let a grown stream
+    // whose reader stopped hold back the credit the other streams need.
+    if (this.consumedSinceGrant >= this.localSettings.connectionWindow / 2) {
       const increment = Math.min(this.consumedSinceGrant, MAX_WINDOW);
       this.consumedSinceGrant -= increment;
       this.recvWindow += increment;
@@ -295,9 +297,11 @@ export class Connection extends EventEmitter implements StreamHost {
     const reused = Math.min(extra, this.growthToWithhold);
     const fresh = extra - reused;
     // At most 7 settings' worth: the window then never exceeds 8 times the setting, so grants of half
-    // the setting stay at least 1/16 of the largest window, and the peer never counts them (spec §10.2).
+    // the setting stay at least 1/16 of the largest window, and the peer does not count them (spec
+    // §10.2). All the credit granted, the setting plus the growth, must also stay a valid window.
     const held = this.liveGrowth + this.growthToWithhold + fresh;
-    if (fresh > 0 && (held > 7 * this.localSettings.connectionWindow || this.recvWindow + fresh > MAX_WINDOW || !growth.budget.tryTake(fresh))) return 0;
+    const setting = this.localSettings.connectionWindow;
+    if (fresh > 0 && (held > 7 * setting || setting + held > MAX_WINDOW || !growth.budget.tryTake(fresh))) return 0;
     this.growthToWithhold -= reused;
     this.liveGrowth += extra;
     if (fresh > 0) {

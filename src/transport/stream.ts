@@ -66,6 +66,7 @@ export class WireStream extends Duplex {
   private grantAt: number;
   /** Bytes of windowSize beyond the announced setting; the connection takes them back when the stream ends. */
   grownBytes = 0;
+  /** receivedBytes when the window last grew, or when the reader last fell behind. */
   private receivedAtGrowth = 0;
   /** The most bytes that waited unread since the last grant: how far the reader fell behind. */
   private unreadPeak = 0;
@@ -290,14 +291,18 @@ export class WireStream extends Duplex {
   }
 
   /**
-   * Doubles the window, as far as the connection allows, when the reader keeps up (never more than a
-   * quarter of the window waited unread since the last grant) with a transfer of at least a whole
-   * window since the last growth: the sender is then held back by credit round trips, not by the
-   * reader. A reader that falls behind never grows its window, so what it can make this side buffer
-   * stays at the announced setting.
+   * Doubles the window, as far as the connection allows, once a whole window has arrived during which
+   * the reader kept up (never more than a quarter of the window waited unread): the sender is then
+   * held back by credit round trips, not by the reader. A reader that falls behind starts the count
+   * again, so a slow reader never grows its window, and a pipeline hop whose downstream stalls soon
+   * after it starts grows at most once.
    */
   private grow(): number {
-    if (this.unreadPeak > this.windowSize / 4 || this.receivedBytes - this.receivedAtGrowth < this.windowSize) return 0;
+    if (this.unreadPeak > this.windowSize / 4) {
+      this.receivedAtGrowth = this.receivedBytes;
+      return 0;
+    }
+    if (this.receivedBytes - this.receivedAtGrowth < this.windowSize) return 0;
     const extra = this.host.growWindow(this, this.windowSize);
     if (extra > 0) {
       this.windowSize += extra;
