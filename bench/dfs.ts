@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { DfsClient } from '../src/index.js';
 import { parseBytes, parseIntOption } from '../src/cli/command.js';
-import { HOST, closedLoop, median, percentile, withTimeout, type RpcResult, runMain } from './wire-common.js';
+import { HOST, closedLoop, median, percentile, withTimeout, type RpcResult, runMain, UsageError } from './wire-common.js';
 
 const MB = 1e6;
 const MiB = 1024 ** 2;
@@ -124,17 +124,17 @@ function parseConfig(argv: string[]): Config {
     const v = values[flag as keyof typeof values];
     if (typeof v !== 'string') return fallback;
     const n = parseBytes(v, `--${flag}`);
-    if (n <= 0) throw new Error(`--${flag} ${v}: expected a positive size`);
+    if (n <= 0) throw new UsageError(`--${flag} ${v}: expected a positive size`);
     return n;
   };
   const only = new Set((values.only ?? FAMILIES.join(',')).split(',').map((s) => s.trim()) as Family[]);
-  for (const f of only) if (!FAMILIES.includes(f)) throw new Error(`--only: unknown '${f}', expected some of ${FAMILIES.join(',')}`);
+  for (const f of only) if (!FAMILIES.includes(f)) throw new UsageError(`--only: unknown '${f}', expected some of ${FAMILIES.join(',')}`);
   const binary = values.binary ?? 'auto';
-  if (binary !== 'auto' && binary !== 'dist' && binary !== 'tsx') throw new Error(`--binary ${binary}: expected auto, dist or tsx`);
+  if (binary !== 'auto' && binary !== 'dist' && binary !== 'tsx') throw new UsageError(`--binary ${binary}: expected auto, dist or tsx`);
   const metaSeconds = values['meta-seconds'] === undefined ? (quick ? 0.5 : 3) : Number(values['meta-seconds']);
-  if (!(metaSeconds > 0 && metaSeconds <= 600)) throw new Error(`--meta-seconds ${values['meta-seconds']}: expected 0 < S <= 600`);
+  if (!(metaSeconds > 0 && metaSeconds <= 600)) throw new UsageError(`--meta-seconds ${values['meta-seconds']}: expected 0 < S <= 600`);
   const maxMinutes = values['max-minutes'] === undefined ? 30 : Number(values['max-minutes']);
-  if (!(maxMinutes > 0)) throw new Error(`--max-minutes ${values['max-minutes']}: expected a positive number`);
+  if (!(maxMinutes > 0)) throw new UsageError(`--max-minutes ${values['max-minutes']}: expected a positive number`);
   const rounds = int('rounds', 1, 100, quick ? 1 : 3);
   return {
     size: bytes('size', quick ? 64 * MiB : 1024 * MiB),
@@ -173,7 +173,7 @@ interface Runner {
 /** The compiled tree when every source file has a compiled file at least as new; else the sources through tsx. */
 function resolveRunner(mode: Config['binary']): Runner {
   if (COMPILED) {
-    if (mode === 'tsx') throw new Error('--binary tsx: this is the compiled benchmark; run bench/dfs.ts through tsx (npm run bench:dfs) instead');
+    if (mode === 'tsx') throw new UsageError('--binary tsx: this is the compiled benchmark; run bench/dfs.ts through tsx (npm run bench:dfs) instead');
     return {
       label: 'compiled',
       execArgv: [],
@@ -188,7 +188,7 @@ function resolveRunner(mode: Config['binary']): Runner {
   };
   if (mode === 'tsx') return tsx;
   if (mode === 'dist') {
-    if (!existsSync(distMain)) throw new Error('--binary dist: dist/src/cli/main.js is missing; run npm run build');
+    if (!existsSync(distMain)) throw new UsageError('--binary dist: dist/src/cli/main.js is missing; run npm run build');
     return dist;
   }
   const fresh = existsSync(distMain) && (readdirSync(join(ROOT, 'src'), { recursive: true }) as string[])

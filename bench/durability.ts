@@ -27,7 +27,7 @@ import { STATUS, STATUS_BODY } from '../src/protocol/ops.js';
 import { decodeRecord } from '../src/wire/index.js';
 import { MetadataState } from '../src/master/namespace.js';
 import { writeCheckpoint, segmentName } from '../src/master/metadata-store.js';
-import { median, runMain, withTimeout } from './wire-common.js';
+import { UsageError, median, runMain, withTimeout } from './wire-common.js';
 
 const COMPILED = import.meta.url.endsWith('.js');
 const ROOT = fileURLToPath(new URL(COMPILED ? '../..' : '..', import.meta.url));
@@ -75,9 +75,9 @@ function parseConfig(argv: string[]): Config {
     process.exit(0);
   }
   const only = new Set((values.only ?? FAMILIES.join(',')).split(',') as Family[]);
-  for (const f of only) if (!FAMILIES.includes(f)) throw new Error(`--only ${f}: expected some of ${FAMILIES.join(',')}`);
+  for (const f of only) if (!FAMILIES.includes(f)) throw new UsageError(`--only ${f}: expected some of ${FAMILIES.join(',')}`);
   const binary = (values.binary ?? 'auto') as Config['binary'];
-  if (!['auto', 'dist', 'tsx'].includes(binary)) throw new Error(`--binary ${binary}: expected auto, dist or tsx`);
+  if (!['auto', 'dist', 'tsx'].includes(binary)) throw new UsageError(`--binary ${binary}: expected auto, dist or tsx`);
   return {
     files: (values.files ?? '100000,1000000').split(',').map((v) => parseIntOption(v, '--files', 1, 10_000_000)),
     size: values.size ? parseBytes(values.size, '--size') : 1024 * MiB,

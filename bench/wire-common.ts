@@ -144,12 +144,20 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
  * Runs a benchmark's main function: exits 0 when it resolves (a contender or client left open must
  * not keep the process alive), 1 with the error when it rejects.
  */
+/** A bad command-line argument: reported in one line, without a stack, with exit code 2. */
+export class UsageError extends Error {}
+
 export function runMain(name: string, main: () => Promise<void>): void {
   main().then(
     () => {
       setTimeout(() => process.exit(0), 2000).unref();
     },
     (err: unknown) => {
+      const usage = err instanceof UsageError || (err as { code?: unknown })?.code?.toString().startsWith('ERR_PARSE_ARGS');
+      if (usage) {
+        console.error(`${name}: ${(err as Error).message} (--help lists the options)`);
+        process.exit(2);
+      }
       console.error(`${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       process.exit(1);
     },

@@ -1,6 +1,7 @@
 // The node:http2 baseline (cleartext, prior knowledge). Its flow-control windows and frame size are
-// raised to dfs's defaults (1 MiB per stream, 16 MiB per connection, 64 KiB frames) on both sides, so
-// the comparison is between protocols and implementations, not between window sizes.
+// raised to the settings dfs announces (1 MiB per stream, 16 MiB per connection, 64 KiB frames) on
+// both sides. node:http2 keeps those windows for the whole transfer; dfs grows a stream's window while
+// its reader keeps up (wire-spec.md §7.5), which node:http2 does not do.
 
 import http2 from 'node:http2';
 import { once } from 'node:events';

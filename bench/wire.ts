@@ -4,7 +4,7 @@
 //
 //   npm run bench:wire -- [--bulk-bytes 1GiB] [--streams 16] [--rpc-seconds 3 | --rpc-count N]
 //                         [--inflight 64] [--rounds 5] [--only bulk|rpc] [--contenders dfs,net,http2]
-//                         [--chunk 256KiB] [--quick]
+//                         [--chunk 256KiB] [--preroll 256MiB] [--quick]
 //
 // `npm run bench:wire` runs the TypeScript through tsx; `node dist/bench/wire.js` after `npm run build`
 // measures the compiled output instead.
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
 import { CONTENDER_KEYS, loadContender, type ContenderKey } from './wire-contenders.js';
-import { median, percentile, withTimeout, type Contender, type Ports, runMain } from './wire-common.js';
+import { median, percentile, withTimeout, type Contender, type Ports, runMain, UsageError } from './wire-common.js';
 import type { ServerMessage } from './wire-server.js';
 
 const MB = 1e6;
@@ -32,6 +32,8 @@ interface Config {
   only: 'bulk' | 'rpc' | null;
   contenders: ContenderKey[];
   warmupBulkBytes: number;
+  /** Unmeasured bytes sent just before each measured bulk transfer, by the same contender. */
+  prerollBytes: number;
   warmupRpcSeconds: number;
   quick: boolean;
 }
@@ -44,6 +46,8 @@ const USAGE = `usage: npm run bench:wire -- [options]
   --inflight N      small requests in flight on the one connection (default 64)
   --rounds N        measured rounds; the median is reported (default 5)
   --chunk N         write() size for bulk uploads (default 256KiB)
+  --preroll N       unmeasured bytes each contender sends just before each measured bulk run
+                    (default a quarter of --bulk-bytes; 0 for none)
   --only bulk|rpc   run one family of scenarios
   --contenders L    comma-separated subset of ${CONTENDER_KEYS.join(',')} (default all)
   --quick           small sizes and one round, for a smoke run`;
@@ -52,13 +56,13 @@ function parseSize(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?(?:e\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?$/i.exec(text.trim());
   const unit: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
   const value = m ? Math.round(Number(m[1]) * unit[(m[2] ?? 'b').toLowerCase()]!) : NaN;
-  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${flag} ${text}: expected a positive size such as 1073741824 or 64MiB`);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${flag} ${text}: expected a positive size such as 1073741824 or 64MiB`);
   return value;
 }
 
 function parsePositive(text: string, flag: string, integer = true): number {
   const value = Number(text);
-  if (!(value > 0) || (integer && !Number.isSafeInteger(value))) throw new Error(`${flag} ${text}: expected a positive ${integer ? 'integer' : 'number'}`);
+  if (!(value > 0) || (integer && !Number.isSafeInteger(value))) throw new UsageError(`${flag} ${text}: expected a positive ${integer ? 'integer' : 'number'}`);
   return value;
 }
 
@@ -74,6 +78,7 @@ function parseConfig(argv: string[]): Config {
       inflight: { type: 'string' },
       rounds: { type: 'string' },
       chunk: { type: 'string' },
+      preroll: { type: 'string' },
       only: { type: 'string' },
       contenders: { type: 'string' },
       quick: { type: 'boolean' },
@@ -89,10 +94,10 @@ function parseConfig(argv: string[]): Config {
   const rpcSeconds = values['rpc-seconds']
     ? parsePositive(values['rpc-seconds'], '--rpc-seconds', false)
     : rpcCount < Infinity ? 600 : quick ? 0.5 : 3;
-  if (values.only && values.only !== 'bulk' && values.only !== 'rpc') throw new Error(`--only ${values.only}: expected bulk or rpc`);
+  if (values.only && values.only !== 'bulk' && values.only !== 'rpc') throw new UsageError(`--only ${values.only}: expected bulk or rpc`);
   const contenders = (values.contenders ?? CONTENDER_KEYS.join(',')).split(',').map((s) => s.trim()) as ContenderKey[];
   for (const c of contenders) {
-    if (!CONTENDER_KEYS.includes(c)) throw new Error(`--contenders: unknown '${c}', expected some of ${CONTENDER_KEYS.join(',')}`);
+    if (!CONTENDER_KEYS.includes(c)) throw new UsageError(`--contenders: unknown '${c}', expected some of ${CONTENDER_KEYS.join(',')}`);
   }
   const bulkBytes = values['bulk-bytes'] ? parseSize(values['bulk-bytes'], '--bulk-bytes') : quick ? 32 * 1024 ** 2 : 1024 ** 3;
   return {
@@ -107,6 +112,7 @@ function parseConfig(argv: string[]): Config {
     contenders,
     // A warm-up run is a full transfer; warmUp() repeats it until the rate settles.
     warmupBulkBytes: quick ? Math.min(bulkBytes, 8 * 1024 ** 2) : bulkBytes,
+    prerollBytes: values.preroll === '0' ? 0 : values.preroll ? parseSize(values.preroll, '--preroll') : quick ? 0 : Math.ceil(bulkBytes / 4),
     warmupRpcSeconds: quick ? 0.2 : 1,
     quick,
   };
@@ -181,6 +187,13 @@ interface Entrant {
 async function measure(e: Entrant, scenario: ScenarioKey, cfg: Config, warm: boolean, died: Promise<never>): Promise<Sample> {
   const bytes = warm ? cfg.warmupBulkBytes : cfg.bulkBytes;
   const seconds = warm ? cfg.warmupRpcSeconds : cfg.rpcSeconds;
+  if (!warm && scenario !== 'rpc' && cfg.prerollBytes > 0) {
+    // Unmeasured: a process that sat idle while the others ran has let go of memory (V8 shrinks an
+    // idle heap) and pays to take it back; the measured transfer starts from a busy process.
+    const streams = scenario === 'bulk' ? 1 : cfg.streams;
+    const chunk = Buffer.alloc(Math.min(cfg.chunk, cfg.prerollBytes), 0xa5);
+    await withTimeout(Promise.race([e.contender.bulk(e.server.ports, { totalBytes: cfg.prerollBytes, streams, chunk }), died]), 120_000, `${e.key} pre-roll`);
+  }
   const serverBefore = await e.server.cpuUs();
   const clientBefore = process.cpuUsage();
   let rate: number;
@@ -320,9 +333,11 @@ function report(results: Results, cfg: Config, loadAtStart: number): void {
   console.log(`Each figure is the median over rounds; each ratio is the median of the rounds' ratios (contenders run back to back, in rotated order).`);
   console.log(`Warm-up: each contender repeats each scenario, unmeasured, until its rate climbs less than ${Math.round(WARMUP_SETTLED * 100 - 100)}% (${WARMUP_MIN_RUNS} to ${WARMUP_MAX_RUNS} runs).`);
   console.log(`MB = 1e6 bytes. Bulk: uploads in ${fmt(cfg.chunk / 1024)} KiB writes, timed until the server confirms the last byte.`);
+  if (cfg.prerollBytes > 0) console.log(`Each measured bulk run follows ${fmt(cfg.prerollBytes / 1024 ** 2)} MiB sent unmeasured by the same contender, so it starts from a busy process.`);
   console.log(`Small requests: ${RPC_BODY_BYTES} B request and response bodies, ${cfg.inflight} in flight on one connection, ${rpcLimit} per run.`);
   console.log(`raw net: bare sockets (one per stream; 68-byte length-prefixed frames echoed for small requests), the ceiling.`);
-  console.log(`http2: node:http2 with windows raised to dfs's (1 MiB stream, 16 MiB connection) and 64 KiB frames; ${cfg.streams} streams share one session.`);
+  console.log(`http2: node:http2 with dfs's announced windows (1 MiB stream, 16 MiB connection) and 64 KiB frames; ${cfg.streams} streams share one session.`);
+  console.log(`  node:http2 keeps those windows; dfs grows a stream's window while its reader keeps up, to 16 MiB (wire-spec.md §7.5).`);
   console.log('');
   print(table);
   console.log('');
