@@ -28,6 +28,24 @@ async function waitFor(done: () => boolean, what: string, ms = 5000): Promise<vo
   }
 }
 
+/** Opens a stream whose reader does not read, and waits until the sender has filled its window. */
+async function fillWindowUnread(client: Connection, server: Connection): Promise<{ sender: WireStream; reader: WireStream }> {
+  const accepted = new Promise<WireStream>((resolve) => {
+    server.once('stream', (s: WireStream) => {
+      s.on('error', () => {});
+      s.reply(Buffer.alloc(0));
+      s.pause();
+      resolve(s);
+    });
+  });
+  const sender = client.openStream(1, 1, Buffer.alloc(0));
+  sender.on('error', () => {});
+  sender.write(Buffer.alloc(4 * MAX));
+  const reader = await accepted;
+  await waitFor(() => reader.readableLength === BASE, 'the sender to fill the window');
+  return { sender, reader };
+}
+
 /** The client's send window on the connection: what the server has granted it, as the client sees it. */
 function connectionWindowHigh(conn: Connection): number {
   return (conn as unknown as { sendWindowHigh: number }).sendWindowHigh;
@@ -107,20 +125,7 @@ test('a reader that falls behind does not grow its window, even one that takes a
 test('a reader that stops with its window full grants credit as it reads again, but no growth', async () => {
   const budget = new WindowBudget(64 * MAX);
   const { client, server, close } = pair({ maxStreamWindow: MAX, budget });
-  let rx: WireStream | null = null;
-  server.once('stream', (s: WireStream) => {
-    rx = s;
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.pause();
-  });
-  const s = client.openStream(1, 1, Buffer.alloc(0));
-  s.on('error', () => {});
-  s.write(Buffer.alloc(4 * MAX));
-  await new Promise((r) => setTimeout(r, 50));
-  assert.ok(rx);
-  const reader = rx as WireStream;
-  assert.equal(reader.readableLength, BASE, 'the sender filled the window');
+  const { sender: s, reader } = await fillWindowUnread(client, server);
   const before = s.sentBytes;
   for (let i = 0; i < 6; i++) {
     reader.read(BASE / 2);
@@ -144,19 +149,9 @@ test('a reader that fell behind must keep up for a whole window again before its
     if (extra > 0 && receivedAtFirstGrowth < 0) receivedAtFirstGrowth = stream.receivedBytes;
     return extra;
   };
-  let rx: WireStream | null = null;
-  server.once('stream', (s: WireStream) => {
-    rx = s;
-    s.on('error', () => {});
-    s.reply(Buffer.alloc(0));
-    s.pause();
-  });
-  const s = client.openStream(1, 1, Buffer.alloc(0));
-  s.on('error', () => {});
-  s.write(Buffer.alloc(4 * MAX));
-  // The reader is behind: a whole window waits unread.
-  await waitFor(() => rx !== null && (rx as WireStream).readableLength === BASE, 'the window to fill');
-  (rx as unknown as WireStream).on('data', () => {}).resume();
+  // The reader is behind: a whole window waits unread. Then it keeps up.
+  const { reader } = await fillWindowUnread(client, server);
+  reader.on('data', () => {}).resume();
   await waitFor(() => receivedAtFirstGrowth >= 0, 'the window to grow once the reader keeps up');
   // The grant that found the reader behind came after BASE bytes; growth needs a whole window more.
   // (Counting from the last growth instead, the next grant, half a window later, would grow it.)
