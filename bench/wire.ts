@@ -188,8 +188,8 @@ async function measure(e: Entrant, scenario: ScenarioKey, cfg: Config, warm: boo
   const bytes = warm ? cfg.warmupBulkBytes : cfg.bulkBytes;
   const seconds = warm ? cfg.warmupRpcSeconds : cfg.rpcSeconds;
   if (!warm && scenario !== 'rpc' && cfg.prerollBytes > 0) {
-    // Unmeasured: a process that sat idle while the others ran has let go of memory (V8 shrinks an
-    // idle heap) and pays to take it back; the measured transfer starts from a busy process.
+    // Unmeasured: a process that sat idle while the others ran pays again to take memory back (its
+    // page faults and system time per GiB rise); the measured transfer starts from a busy process.
     const streams = scenario === 'bulk' ? 1 : cfg.streams;
     const chunk = Buffer.alloc(Math.min(cfg.chunk, cfg.prerollBytes), 0xa5);
     await withTimeout(Promise.race([e.contender.bulk(e.server.ports, { totalBytes: cfg.prerollBytes, streams, chunk }), died]), 120_000, `${e.key} pre-roll`);
