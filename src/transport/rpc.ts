@@ -253,11 +253,9 @@ export class RpcServer {
     }
     // A handler that answers at once is still answered after the current read is handled (a
     // microtask, as an async handler would be), so a small request body has arrived by then.
-    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-      Promise.resolve(result).then((r) => call.finish(r), (err: unknown) => call.fail(err));
-    } else {
-      queueMicrotask(() => call.finish(result as HandlerResult<Schema>));
-    }
+    // Promise.resolve rather than queueMicrotask, which makes an AsyncResource per call: on small
+    // requests that showed as a tenth of the server's time.
+    Promise.resolve(result).then((r) => call.finish(r), (err: unknown) => call.fail(err));
   }
 }
 
