@@ -284,3 +284,13 @@ test('WindowBudget rejects a capacity that is not a byte count', () => {
   assert.throws(() => new WindowBudget(-1), RangeError);
   assert.throws(() => new WindowBudget(1.5), RangeError);
 });
+
+test('a connection rejects a growth ceiling that is not a window size', () => {
+  const budget = new WindowBudget(MAX);
+  for (const maxStreamWindow of [0, -1, Number.NaN, 1.5, MAX_WINDOW + 1]) {
+    const [a] = duplexPair();
+    assert.throws(() => new Connection(a, { role: 'client', windowGrowth: { maxStreamWindow, budget } }),
+      (err: Error) => err instanceof RangeError && /maxStreamWindow/.test(err.message), String(maxStreamWindow));
+    a.destroy();
+  }
+});

@@ -131,6 +131,10 @@ export class Connection extends EventEmitter implements StreamHost {
     this.nextLocalId = this.role === 'client' ? 1 : 2;
     this.recvWindow = this.localSettings.connectionWindow;
     this.windowGrowth = options.windowGrowth === false ? null : options.windowGrowth ?? DEFAULT_WINDOW_GROWTH;
+    const ceiling = this.windowGrowth?.maxStreamWindow;
+    if (ceiling !== undefined && !(Number.isSafeInteger(ceiling) && ceiling >= 1 && ceiling <= MAX_WINDOW)) {
+      throw new RangeError(`windowGrowth.maxStreamWindow must be a byte count from 1 to ${MAX_WINDOW}, got ${ceiling}`);
+    }
     this.decoder = new FrameDecoder({ maxFrameSize: this.localSettings.maxFrameSize, expectPreface: true, splitData: true });
     this.rates = {
       ping: new RateCounter(this.limits.pingsPerSecond),
